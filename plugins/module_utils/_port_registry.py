@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -372,10 +373,12 @@ def plan_allocation(current, requests, range_start, range_end, listening, prune)
     size = range_end - range_start + 1
     free = size - len(taken) - len(busy)
     if len(needing) > free:
+        count = "1 entry needs" if len(needing) == 1 else f"{len(needing)} entries need"
         raise PortRegistryError(
-            f"port range {range_start}-{range_end} is too small: {len(needing)} entries need a new port "
-            f"but only {free} of its {size} ports are free ({len(taken)} registered, {len(busy)} in use by "
-            "other programs); widen the range, or release unlisted entries with prune"
+            f"port range {range_start}-{range_end} is too small: {count} a new port "
+            f"({len(taken) + len(needing)} ports needed in all) but only {free} of its {size} ports are free "
+            f"({len(taken)} registered, {len(busy)} in use by other programs); widen the range, "
+            "or release unlisted entries with prune"
         )
 
     added = []
@@ -421,6 +424,8 @@ def ensure_parent_dir(path):
         try:
             os.mkdir(directory, DIR_MODE)
         except FileExistsError:
+            if not os.path.isdir(directory):
+                raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", directory) from None
             continue  # another run made it between our check and mkdir
         os.chmod(directory, DIR_MODE)
 

@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 module: port_allocation
 short_description: Give each spoke stable, collision-free reverse tunnel ports on the hub
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Runs on the hub. Keeps a registry of which hub loopback port each spoke's reverse
     tunnel (and each extra forward of a spoke, such as C(rdp)) listens on, and returns the map.
@@ -21,7 +21,8 @@ description:
     one exception is the port already registered to that same entry, which its own tunnel holds.
   - An entry's port moves only when O(spokes[].port) pins it elsewhere, or when its port is
     outside a new O(range_start)-O(range_end). Such moves are listed in RV(moved).
-  - The registry is versioned JSON at O(path). Version 1 looks like
+  - >-
+    The registry is versioned JSON at O(path). Version 1 looks like
     C({"version": 1, "range": {"start": 10000, "end": 10999}, "updated": "2025-01-31T12:00:00Z",
     "ports": {"lab-pc-1": {"ssh": 10000}, "lab-pc-2": {"rdp": 10001, "ssh": 10005}}}).
     C(updated) is the UTC time of the last write. See C(docs/registry-format.md) in the collection.
@@ -35,7 +36,7 @@ description:
   - Bad input fails before anything is written and leaves the registry untouched. A registry
     that is not valid JSON or has an unknown version is never overwritten.
 author:
-  - hubspoke.revtunnel contributors
+  - hubspoke.revtunnel developers
 options:
   path:
     description:
@@ -85,8 +86,8 @@ options:
         default: [ssh]
   prune:
     description:
-      - When V(true), release every registry entry that O(spokes) does not list: a spoke that
-        is missing, or a forward that a listed spoke no longer names. Released entries are
+      - When V(true), release every registry entry that O(spokes) does not list, that is a spoke
+        that is missing, or a forward that a listed spoke no longer names. Released entries are
         reported in RV(released).
       - When V(false), keep unlisted entries and their ports. They are returned in RV(ports).
     type: bool
@@ -123,22 +124,25 @@ notes:
     registry belongs to the hub.
   - The registry is keyed by spoke name. When you rename a spoke in the inventory, it gets a
     new port, and with O(prune=true) the old name's port is released.
-seealso:
-  - name: Registry format
-    description: The registry file format, C(docs/registry-format.md) in the collection.
-    link: https://github.com/hubspoke/revtunnel/blob/main/docs/registry-format.md
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.files
+  - action_common_attributes.files
 """
 
 EXAMPLES = r"""
+- name: Build the spoke list from the inventory, with the optional per-spoke pin
+  ansible.builtin.set_fact:
+    __revtunnel_spokes: >-
+      {{ __revtunnel_spokes | default([])
+         + [{'name': item, 'port': hostvars[item]['revtunnel_port'] | default(none)}] }}
+  loop: "{{ groups['spokes'] }}"
+
 - name: Allocate tunnel ports for every spoke of the lab
   hubspoke.revtunnel.port_allocation:
     path: /var/lib/revtunnel/ports.json
     range_start: 10000
     range_end: 10999
-    spokes: "{{ groups['spokes'] | map('community.general.dict_kv', 'name') | list }}"
+    spokes: "{{ __revtunnel_spokes }}"
     prune: true
   register: __revtunnel_alloc
 
@@ -202,7 +206,7 @@ moved:
       description: The port it has now.
       type: int
   sample: [{"entry": "lab-pc-2/ssh", "from": 10001, "to": 10005}]
-path:
+registry:
   description: Path of the registry file.
   returned: success
   type: str
@@ -217,7 +221,6 @@ backup_file:
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._port_registry import (  # noqa: E402
     DEFAULT_PATH,
     DEFAULT_RANGE_END,
@@ -260,11 +263,11 @@ def main():
         )
     except PortRegistryError as exc:
         # input or registry problems: the message already says what to change
-        module.fail_json(msg=str(exc), path=path)
+        module.fail_json(msg=str(exc), registry=path)
     except OSError as exc:
         module.fail_json(
             msg=f"cannot update the port registry {path}: {exc}",
-            path=path,
+            registry=path,
             exception=traceback.format_exc(),
         )
 
@@ -274,7 +277,7 @@ def main():
         added=result.added,
         released=result.released,
         moved=result.moved,
-        path=result.path,
+        registry=result.path,
     )
     if result.backup_file:
         output["backup_file"] = result.backup_file

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what the tools need on a Debian/Ubuntu machine and create the project's virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+STAMP="$VENV/.requirements.sha256"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
+    exit 0
+fi
+
+apt_install() {
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "bootstrap: need root (or sudo) to install: $*" >&2
+        exit 1
+    fi
+    if [[ ! -f /var/lib/apt/lists/.revtunnel-updated ]]; then
+        apt-get update -qq && touch /var/lib/apt/lists/.revtunnel-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v python3 >/dev/null || apt_install python3
+command -v git >/dev/null || apt_install git
+if ! python3 -m venv --without-pip "$(mktemp -d)/probe" >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+fi
+
+echo "bootstrap: creating $VENV with the pinned tools (a few minutes the first time)"
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+echo "$want" > "$STAMP"

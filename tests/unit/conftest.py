@@ -1,0 +1,44 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make ``ansible_collections.hubspoke.revtunnel`` importable from this checkout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _collections_root():
+    """The checkout's collections/ tree, or a throwaway one when the symlink is absent."""
+    in_repo = REPO_ROOT / "collections"
+    if (in_repo / "ansible_collections" / "hubspoke" / "revtunnel" / "plugins").is_dir():
+        return in_repo
+    # a fresh clone may lack the symlink: build the same layout in a temp dir
+    scratch = Path(tempfile.mkdtemp(prefix="revtunnel-collections-"))
+    namespace = scratch / "ansible_collections" / "hubspoke"
+    namespace.mkdir(parents=True)
+    os.symlink(REPO_ROOT, namespace / "revtunnel")
+    return scratch
+
+
+COLLECTIONS_ROOT = _collections_root()
+if str(COLLECTIONS_ROOT) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_ROOT))
+
+
+@pytest.fixture(scope="session")
+def collections_root():
+    return COLLECTIONS_ROOT
+
+
+@pytest.fixture(scope="session")
+def module_path():
+    return REPO_ROOT / "plugins" / "modules" / "port_allocation.py"
