@@ -137,9 +137,10 @@ import_mmdebstrap_base() {
 
 build_one() {
     local version=$1 force=$2
-    local image=$repository:$version recipe current method start log workdir base_image base_tag=""
+    local image=$repository:$version recipe current previous_id method start log workdir base_image base_tag=""
     recipe=$(recipe_hash "$version")
     current=$(docker image inspect -f '{{ index .Config.Labels "revtunnel.recipe" }}' "$image" 2>/dev/null || true)
+    previous_id=$(docker image inspect -f '{{ .Id }}' "$image" 2>/dev/null || true)
     if [ "$force" -eq 0 ] && [ "$current" = "$recipe" ]; then
         printf '%s is up to date (recipe %.12s)\n' "$image" "$recipe"
         return 0
@@ -182,6 +183,10 @@ build_one() {
         docker rmi "$base_tag" >/dev/null 2>&1 || true
     fi
     rm -rf "$workdir"
+    # The image this one replaces is now nameless; drop it unless a container uses it.
+    if [ -n "$previous_id" ] && [ "$previous_id" != "$(docker image inspect -f '{{ .Id }}' "$image")" ]; then
+        docker rmi "$previous_id" >/dev/null 2>&1 || true
+    fi
     printf '%s built with %s in %ss\n' "$image" "$method" "$(($(date +%s) - start))"
 }
 
