@@ -40,8 +40,12 @@ def built_collection(tmp_path_factory):
 
 def test_collection_installs_and_documents_its_module(built_collection, tmp_path):
     dest = tmp_path / "collections"
-    run(BIN / "ansible-galaxy", "collection", "install", "--offline", "-p", dest, built_collection)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG="/dev/null")
+    # --force: the checkout itself is on the configured collections path with the same version.
+    run(BIN / "ansible-galaxy", "collection", "install", "--offline", "--force", "-p", dest, built_collection)
+    assert (dest / "ansible_collections/hubspoke/revtunnel/plugins/modules/port_allocation.py").is_file()
+    # An empty config, so only the installed copy (not this checkout) is on the collections path.
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"))
     doc = run(BIN / "ansible-doc", "hubspoke.revtunnel.port_allocation", cwd=tmp_path, env=env).stdout
     assert "range_start" in doc and "ATTRIBUTES" in doc.upper()
     syntax = run(BIN / "ansible-playbook", "--syntax-check", "-i", "localhost,", "hubspoke.revtunnel.site",

@@ -1,0 +1,128 @@
+"""Day 2 of a lab: renew a spoke's key without losing its tunnel; remove a spoke and bring it back.
+
+The tests run in order and each leaves the lab as it found it (all spokes present and up).
+"""
+
+import json
+import re
+import time
+
+from conftest import group, lab_host, run_playbook
+
+SPOKE_A, SPOKE_B = "rt-d2-spoke-a", "rt-d2-spoke-b"
+POLLER = r"""
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+end, last_up, worst, downs = time.monotonic() + seconds, time.monotonic(), 0.0, 0
+while time.monotonic() < end:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.settimeout(1)
+            ok = s.recv(64).startswith(b"SSH-")
+    except OSError:
+        ok = False
+    now = time.monotonic()
+    if ok:
+        worst, last_up = max(worst, now - last_up), now
+    else:
+        downs += 1
+    time.sleep(0.1)
+print(f"{worst:.2f} {downs}")
+"""
+
+
+def hub_node():
+    return lab_host(group("hub")[0])
+
+
+def ports():
+    return json.loads(hub_node().file("/var/lib/revtunnel/ports.json").content_string)["ports"]
+
+
+def trusted_lines(spoke):
+    text = hub_node().file("/etc/ssh/revtunnel/authorized_keys").content_string
+    return [ln for ln in text.splitlines() if ln.endswith(" " + spoke)]
+
+
+def stash_key_on_operator(spoke, name):
+    """Copy the spoke's current private key to the operator: the attacker who kept an old key."""
+    key = lab_host(spoke).file("/var/lib/revtunnel/id_ed25519").content_string
+    operator = lab_host(group("operators")[0])
+    operator.check_output(f"install -m 0600 /dev/null /root/{name} && cat > /root/{name} <<'KEY'\n{key}KEY")
+    return operator
+
+
+def login_with_key(operator, name, port):
+    """Log in as the tunnel account with a stolen key and ask for the spoke's port; returns the result."""
+    hub = group("hub")[0]
+    return operator.run(
+        f"timeout 5 ssh -F /dev/null -i /root/{name} -o IdentitiesOnly=yes -o BatchMode=yes "
+        f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes "
+        f"-N -R localhost:{port}:localhost:22 tunnel@{hub}")
+
+
+def wait_up(spoke, tries=60):
+    port = ports()[spoke]["ssh"]
+    for _ in range(tries):
+        res = hub_node().run(f"revtunnel-status --json --spoke {spoke} --timeout 2")
+        if res.rc == 0:
+            return True
+        time.sleep(0.5)
+    raise AssertionError(f"{spoke} not back on port {port}")
+
+
+def test_rotation_renews_the_key_without_losing_the_tunnel():
+    hub = hub_node()
+    port = ports()[SPOKE_A]["ssh"]
+    old_line = trusted_lines(SPOKE_A)
+    operator = stash_key_on_operator(SPOKE_A, "old_key")
+    hub.check_output(f"cat > /root/poll.py <<'PY'\n{POLLER}PY")
+    hub.check_output(f"systemd-run --unit rt-d2-poll --property=StandardOutput=file:/root/poll.out "
+                     f"python3 /root/poll.py {port} 45")
+    proc = run_playbook("playbooks/rotate_keys.yml", "--limit", SPOKE_A)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for _ in range(100):
+        if hub.run("systemctl is-active rt-d2-poll").stdout.strip() != "active":
+            break
+        time.sleep(0.5)
+    worst, downs = hub.file("/root/poll.out").content_string.split()
+    # The tunnel was down only between the restart and the new session: a few seconds at most.
+    assert float(worst) <= 5.0, f"longest gap without a banner: {worst} s"
+    new_line = trusted_lines(SPOKE_A)
+    assert len(new_line) == 1 and new_line != old_line
+    assert new_line[0].split()[0] == old_line[0].split()[0], "the restrictions must stay the same"
+    refused = login_with_key(operator, "old_key", port)
+    assert "Permission denied (publickey)" in refused.stderr, refused.stderr
+    # After a rotation, the next site.yml run agrees with it: nothing to change.
+    again = run_playbook("site.yml")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert re.search(r"rt-d2-hub\s+: ok=\d+\s+changed=0", again.stdout), again.stdout[-3000:]
+    assert re.search(r"rt-d2-spoke-a\s+: ok=\d+\s+changed=0", again.stdout), again.stdout[-3000:]
+
+
+def test_removing_a_spoke_revokes_its_key_and_port_then_it_can_come_back(tmp_path):
+    port = ports()[SPOKE_B]["ssh"]
+    operator = stash_key_on_operator(SPOKE_B, "removed_key")
+    # Positive control: while the spoke is present, its key logs in (the forward then fails: the port is taken).
+    accepted = login_with_key(operator, "removed_key", port)
+    assert "Permission denied" not in accepted.stderr, accepted.stderr
+    absent = tmp_path / "absent.yml"
+    absent.write_text(f"all:\n  children:\n    spokes:\n      hosts:\n        {SPOKE_B}:\n"
+                      f"          revtunnel_state: absent\n")
+    proc = run_playbook("site.yml", "-i", str(absent))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert trusted_lines(SPOKE_B) == []
+    assert SPOKE_B not in ports()
+    node = lab_host(SPOKE_B)
+    assert not node.user("revtunnel").exists
+    assert not node.file("/var/lib/revtunnel").exists
+    assert not node.file("/etc/systemd/system/revtunnel@.service").exists
+    assert hub_node().run(f"ss -Htln 'sport = :{port}'").stdout.strip() == ""
+    refused = login_with_key(operator, "removed_key", port)
+    assert "Permission denied (publickey)" in refused.stderr, refused.stderr
+    # The other spoke is untouched.
+    wait_up(SPOKE_A)
+    back = run_playbook("site.yml")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert SPOKE_B in ports() and len(trusted_lines(SPOKE_B)) == 1
+    wait_up(SPOKE_B)

@@ -1,0 +1,49 @@
+"""Helpers shared by the testinfra checks of every molecule scenario (imported by their conftest.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import testinfra
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+
+
+def lab_host(name):
+    """A testinfra host of this scenario, by inventory name."""
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
+
+
+def group(name):
+    """Inventory names of a group of this scenario."""
+    out = subprocess.run([Path(sys.executable).parent / "ansible-inventory", "-i", INVENTORY, "--list"],
+                         capture_output=True, text=True, check=True).stdout
+    return sorted(json.loads(out).get(name, {}).get("hosts", []))
+
+
+def run_playbook(playbook, *extra):
+    """Run a playbook against this scenario's containers; returns the completed process."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    cmd = [Path(sys.executable).parent / "ansible-playbook", "-i", INVENTORY, str(ROOT / playbook), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return proc
+
+
+def journal(host, unit, lines=40):
+    """The unit's last journal lines, to print when a service check fails."""
+    return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
+
+
+@pytest.fixture(scope="session")
+def hub():
+    return lab_host(group("hub")[0])
+
+
+@pytest.fixture(scope="session")
+def registry(hub):
+    return json.loads(hub.file("/var/lib/revtunnel/ports.json").content_string)
