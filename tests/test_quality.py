@@ -50,7 +50,7 @@ def test_collection_installs_and_documents_its_module(built_collection, tmp_path
     assert "range_start" in doc and "ATTRIBUTES" in doc.upper()
     syntax = run(BIN / "ansible-playbook", "--syntax-check", "-i", "localhost,", "hubspoke.revtunnel.site",
                  cwd=tmp_path, env=env)
-    assert "playbook: hubspoke.revtunnel.site" in syntax.stdout
+    assert str(dest / "ansible_collections/hubspoke/revtunnel/playbooks/site.yml") in syntax.stdout
 
 
 def test_built_collection_carries_no_lab_or_test_files(built_collection):
