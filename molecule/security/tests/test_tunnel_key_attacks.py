@@ -69,8 +69,8 @@ def test_agent_forwarding_is_refused(attacker, hub):
     # A running agent holding a key: were forwarding granted, the hub would get an agent socket.
     log = HubLog(hub)
     res = attacker.host.run(
-        "rm -f /tmp/rt-sec-agent-key*; eval $(ssh-agent -s) >/dev/null && ssh-keygen -q -t ed25519 -N '' -f /tmp/rt-sec-agent-key"
-        " && ssh-add -q /tmp/rt-sec-agent-key"
+        "rm -f /tmp/rt-sec-agent-key*; eval $(ssh-agent -s) >/dev/null"
+        " && ssh-keygen -q -t ed25519 -N '' -f /tmp/rt-sec-agent-key && ssh-add -q /tmp/rt-sec-agent-key"
         f" && timeout 20 {attacker.ssh('-A', command='echo sock=$SSH_AUTH_SOCK')} </dev/null;"
         " rc=$?; ssh-agent -k >/dev/null; rm -f /tmp/rt-sec-agent-key*; exit $rc")
     assert_no_session(res, log)

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Reconnect storm: a hub restart with 200 spokes, and the seconds until every tunnel is usable again.
+
+One Debian 12 hub and one spoke container, both provisioned by site.yml. The spoke container then runs
+--spokes more instances of the role's own unit (revtunnel@sNNN.service, each with its own key, config
+and hub port), all authorized on the hub the way the hub role writes a spoke's line. The hub container
+is restarted --restarts times per variant; the bench prints the seconds from the restart until all
+tunnels answer with the spoke's banner, how many connections sshd dropped past MaxStartups, and the
+hub's memory per tunnel (container memory with and without the tunnels, divided by their number).
+
+Variants: ours (the role's defaults), maxstartups-default (sshd's 10:30:100), no-jitter (retry every
+RestartSec with no random wait).
+
+Run after `make lab`:  python bench/storm.py [--spokes 200] [--restarts 3] [--variants ours,no-jitter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "molecule" / "resilience" / "tests"))
+import faults  # noqa: E402
+
+NETWORK = "rt-bench-storm"
+HUB, SPOKE = "rt-bench-shub", "rt-bench-sspoke"
+IMAGE = "revtunnel-lab/debian:12"
+FIRST_PORT = 10100
+VARIANTS = ("ours", "maxstartups-default", "no-jitter")
+DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
+UNIT_FILE = "/etc/systemd/system/revtunnel@.service"
+
+# Runs on the hub: poll every port until each answers with a banner; print a JSON summary.
+ALL_UP = r"""
+import json, socket, sys, time
+since, limit, ports = float(sys.argv[1]), float(sys.argv[2]), [int(p) for p in sys.argv[3].split(",")]
+waiting, up_at = set(ports), {}
+while waiting and time.time() - since < limit:
+    for port in sorted(waiting):
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2) as s:
+                s.settimeout(0.5)
+                if s.recv(64).startswith(b"SSH-"):
+                    up_at[port] = time.time() - since
+        except OSError:
+            pass
+    waiting -= set(up_at)
+    time.sleep(0.05)
+times = sorted(up_at.values())
+print(json.dumps({"up": len(times), "all": len(ports), "last": times[-1] if times else None,
+                  "half": times[len(times) // 2] if times else None}))
+"""
+
+
+def run_container(name, net_admin=False):
+    faults.docker("rm", "-f", name, check=False)
+    faults.docker("run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
+                  *(["--cap-add", "NET_ADMIN"] if net_admin else []), "--security-opt", "seccomp=unconfined",
+                  "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
+                  "--tmpfs", "/run/lock", "--network", NETWORK, IMAGE, "/lib/systemd/systemd")
+
+
+def destroy():
+    faults.docker("rm", "-f", HUB, SPOKE, check=False)
+    faults.docker("network", "rm", NETWORK, check=False)
+
+
+def provision():
+    inventory = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "hosts.yml"
+    inventory.write_text("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+                         f"    hub:\n      hosts:\n        {HUB}:\n    spokes:\n      hosts:\n        {SPOKE}:\n")
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
+               ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
+                           str(inventory), str(ROOT / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+
+
+def add_spokes(count):
+    """COUNT more tunnels in the spoke container, each with its own key, config and port, using the role's unit."""
+    names = [f"s{i:03d}" for i in range(count)]
+    ports = [FIRST_PORT + i for i in range(count)]
+    faults.sh(SPOKE, f"""set -e
+mkdir -p /var/lib/revtunnel/keys
+for i in $(seq 0 {count - 1}); do
+  n=$(printf 's%03d' $i); p=$(({FIRST_PORT} + i))
+  [ -e /var/lib/revtunnel/keys/$n ] || ssh-keygen -q -t ed25519 -N '' -C "revtunnel $n" -f /var/lib/revtunnel/keys/$n
+  sed -e "s|IdentityFile .*|IdentityFile /var/lib/revtunnel/keys/$n|" \
+      -e "/RemoteForward/d" /etc/revtunnel/{HUB}.ssh_config >/etc/revtunnel/$n.ssh_config
+  echo "    RemoteForward localhost:$p localhost:22" >>/etc/revtunnel/$n.ssh_config
+done
+chown -R revtunnel:revtunnel /var/lib/revtunnel/keys
+""", timeout=600)
+    keys = faults.sh(SPOKE, "cat /var/lib/revtunnel/keys/s*.pub").splitlines()
+    lines = [f'restrict,port-forwarding,permitlisten="localhost:{p}",permitopen="127.0.0.1:1" '
+             f'{" ".join(k.split()[:2])} {n}' for n, p, k in zip(names, ports, keys)]
+    faults.sh(HUB, "cat >>/etc/ssh/revtunnel/authorized_keys <<'KEYS'\n" + "\n".join(lines) + "\nKEYS")
+    # Instances of the role's unit, read from /etc/revtunnel/<instance>.ssh_config (hub name in the file name).
+    faults.sh(SPOKE, "for f in /etc/revtunnel/s*.ssh_config; do n=$(basename $f .ssh_config); "
+                     f"cp /etc/revtunnel/{HUB}.known_hosts /etc/revtunnel/$n.known_hosts; done; "
+                     "systemctl start $(for f in /etc/revtunnel/s*.ssh_config; do "
+                     "echo revtunnel@$(basename $f .ssh_config).service; done)", timeout=600)
+    return ports
+
+
+def memory_mib():
+    """The hub container's anonymous memory (cgroup v1 total_rss, else v2 anon), in MiB.
+
+    docker stats shows 0 B with this lab's daemon (cgroupfs, cgroup v1), so read the cgroup itself.
+    """
+    cid = faults.docker("inspect", "-f", "{{.Id}}", HUB)
+    for stat, key in ((f"/sys/fs/cgroup/memory/docker/{cid}/memory.stat", "total_rss"),
+                      (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.stat", "anon")):
+        if Path(stat).exists():
+            fields = dict(line.split() for line in Path(stat).read_text().splitlines())
+            return int(fields[key]) / 2**20
+    return float("nan")
+
+
+def set_variant(variant):
+    """Put the hub and the spoke in VARIANT's settings (from the role's defaults)."""
+    max_startups = "10:30:100" if variant == "maxstartups-default" else None
+    current = faults.sh(HUB, f"grep -i '^MaxStartups' {DROPIN}")
+    if max_startups:
+        faults.sh(HUB, f"sed -i 's/^MaxStartups .*/MaxStartups {max_startups}/' {DROPIN} && systemctl reload ssh")
+    jitter = "0" if variant == "no-jitter" else None
+    if jitter:
+        faults.sh(SPOKE, f"cp {UNIT_FILE} /root/unit.saved && sed -i 's/shuf -i 0-[0-9]*/shuf -i 0-{jitter}/' "
+                         f"{UNIT_FILE} && systemctl daemon-reload")
+
+    def restore():
+        faults.sh(HUB, f"sed -i 's/^MaxStartups .*/{current}/' {DROPIN} && systemctl reload ssh")
+        if jitter:
+            faults.sh(SPOKE, f"cp /root/unit.saved {UNIT_FILE} && systemctl daemon-reload")
+    return restore
+
+
+def storm(ports, limit):
+    """Restart the hub; the seconds until every port answers, and sshd's MaxStartups drops."""
+    faults.docker("restart", HUB, timeout=120)
+    since = time.time()
+    out = faults.docker("exec", HUB, "python3", "-c", ALL_UP, str(since), str(limit), ",".join(map(str, ports)),
+                        timeout=limit + 120)
+    result = json.loads(out)
+    result["drops"] = int(faults.sh(HUB, "journalctl -b -u ssh -o cat | grep -c 'past MaxStartups' || true"))
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spokes", type=int, default=200, help="simulated spokes (default 200)")
+    parser.add_argument("--restarts", type=int, default=3, help="hub restarts per variant (default 3)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all tunnels")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    if set(variants) - set(VARIANTS):
+        parser.error(f"unknown variants: {set(variants) - set(VARIANTS)}")
+    if faults.docker("images", "-q", IMAGE) == "":
+        sys.exit(f"{IMAGE} is missing: run `make lab` first")
+
+    rows = []
+    try:
+        destroy()
+        faults.docker("network", "create", NETWORK)
+        run_container(HUB)
+        run_container(SPOKE)
+        faults.wait_booted(HUB)
+        faults.wait_booted(SPOKE)
+        provision()
+        before = memory_mib()
+        ports = add_spokes(args.spokes)
+        warm = json.loads(faults.docker("exec", HUB, "python3", "-c", ALL_UP, str(time.time()), "300",
+                                        ",".join(map(str, ports)), timeout=420))
+        if warm["up"] != len(ports):
+            sys.exit(f"only {warm['up']} of {len(ports)} tunnels came up at the start")
+        time.sleep(3)  # let the hub settle before reading its memory (a reading, not an assertion)
+        per_tunnel = (memory_mib() - before) / len(ports)
+        for variant in variants:
+            restore = set_variant(variant)
+            try:
+                for n in range(args.restarts):
+                    result = storm(ports, args.timeout)
+                    rows.append((variant, result))
+                    print(f"{variant:20s} restart {n + 1}: {result}", file=sys.stderr, flush=True)
+            finally:
+                restore()
+    finally:
+        if not args.keep:
+            destroy()
+
+    print(f"\nReconnect storm: {args.spokes} tunnels from one spoke container, Debian 12 hub restarted "
+          f"(docker restart) {args.restarts} times per variant\n")
+    print("| variant | all usable again after (s): median / max | half usable (s) | sshd drops past MaxStartups |")
+    print("|---|---|---|---|")
+    for variant in variants:
+        results = [r for v, r in rows if v == variant]
+        last = [r["last"] if r["up"] == r["all"] else float("inf") for r in results]
+        half = [r["half"] for r in results if r["half"] is not None]
+        drops = [r["drops"] for r in results]
+        print(f"| {variant} | {statistics.median(last):.1f} / {max(last):.1f} | "
+              f"{statistics.median(half):.1f} | {statistics.median(drops):.0f} |")
+    print(f"\nHub memory per tunnel: {per_tunnel * 1024:.0f} KiB "
+          f"(container memory with {args.spokes} tunnels minus without, divided by {args.spokes})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Faults of a hub-and-spoke Docker lab, and the time until the hub reads the spoke's SSH banner again.
+
+Used by the resilience scenario (bounded assertions) and by bench/recovery.py (figures). Everything
+goes through the docker CLI, so the same code drives molecule's containers and the bench's own.
+Times are host wall-clock seconds: the containers share the host's clock.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+# Runs on the hub: seconds from SINCE until 127.0.0.1:PORT answers with an SSH banner, or "timeout".
+# A dead session that still holds the port accepts the connection and sends nothing: 0.5 s per try then.
+POLLER = r"""
+import socket, sys, time
+since, limit, port = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+while time.time() - since < limit:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            s.settimeout(0.5)
+            if s.recv(64).startswith(b"SSH-"):
+                print("%.3f" % max(0.0, time.time() - since))
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.02)
+print("timeout")
+"""
+
+# Runs on the hub in the background: connect to a spoke's port every half second, as an operator or a
+# status check would. Each connection is traffic on the (dead) session, so sshd's ClientAlive never fires.
+HITTER = r"""
+import socket, sys, time
+end, port = time.time() + float(sys.argv[1]), int(sys.argv[2])
+while time.time() < end:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+    except OSError:
+        pass
+    time.sleep(0.5)
+"""
+
+
+def docker(*args, check=True, timeout=180):
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def sh(container, command, check=True, timeout=180):
+    """Run a shell command in a container; its stdout."""
+    return docker("exec", container, "sh", "-c", command, check=check, timeout=timeout)
+
+
+def wait_booted(container, limit=90.0):
+    """Poll until systemd in the container says running/degraded (a bounded poll, not a sleep)."""
+    end = time.time() + limit
+    while time.time() < end:
+        state = sh(container, "systemctl is-system-running 2>/dev/null || true", check=False)
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{container} did not boot within {limit} s")
+
+
+def time_to_banner(hub, port, since, limit):
+    """Seconds from SINCE until the hub reads the spoke's banner on PORT; None after LIMIT s."""
+    out = docker("exec", hub, "python3", "-c", POLLER, str(since), str(limit), str(port), timeout=limit + 60)
+    return None if out.endswith("timeout") else float(out.split()[-1])
+
+
+def hit_stale_port(hub, port, seconds):
+    """Keep connecting to the hub's port of a spoke for SECONDS, in the background."""
+    docker("exec", "-d", hub, "python3", "-c", HITTER, str(seconds), str(port))
+
+
+def address(container, network):
+    return docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % network, container)
+
+
+def main_pid(container, unit):
+    return sh(container, f"systemctl show -p MainPID --value {unit}")
+
+
+# Each fault returns the host time at which it ended (or, for a kill, at which it was sent).
+
+def kill_client(spoke, unit):
+    """kill -9 of the spoke's tunnel ssh."""
+    pid = main_pid(spoke, unit)
+    if pid in ("", "0"):
+        raise RuntimeError(f"{unit} on {spoke} has no main process")
+    ended = time.time()
+    sh(spoke, f"kill -9 {pid}")
+    return ended
+
+
+def restart_hub_sshd(hub, service="ssh"):
+    """systemctl restart of the hub's sshd (Debian's unit: KillMode=process, sessions live on)."""
+    sh(hub, f"systemctl restart {service}")
+    return time.time()
+
+
+def kill_all_hub_sshd(hub):
+    """SIGKILL to every sshd process on the hub: the listener and every session."""
+    ended = time.time()
+    sh(hub, "pids=$(pidof sshd sshd-session); [ -n \"$pids\" ] && kill -9 $pids")
+    return ended
+
+
+def restart_hub(hub):
+    """docker restart of the hub container: a hub reboot."""
+    docker("restart", hub, timeout=120)
+    return time.time()
+
+
+def reboot_spoke(spoke):
+    """docker restart of the spoke container: a spoke reboot."""
+    docker("restart", spoke, timeout=120)
+    return time.time()
+
+
+def cut_link(spoke, hub_address, seconds, network=None, new_address=None, hub=None, port=None):
+    """Drop every packet between the spoke and the hub for SECONDS, both directions, then restore.
+
+    With NEW_ADDRESS the spoke comes back on NETWORK with that address, as after a NAT reboot: the old
+    flow is dead and the hub still holds the old session. With HUB and PORT the hub keeps connecting
+    to the spoke's port meanwhile, which keeps sshd's ClientAlive probes from ever firing.
+    """
+    if hub and port:
+        hit_stale_port(hub, port, seconds + 2)
+    sh(spoke, f"iptables -I INPUT -s {hub_address} -j DROP && iptables -I OUTPUT -d {hub_address} -j DROP")
+    time.sleep(seconds)  # the fault itself, not an assertion
+    if new_address:
+        docker("network", "disconnect", network, spoke)
+        docker("network", "connect", "--ip", new_address, network, spoke)
+    sh(spoke, f"iptables -D INPUT -s {hub_address} -j DROP && iptables -D OUTPUT -d {hub_address} -j DROP")
+    return time.time()

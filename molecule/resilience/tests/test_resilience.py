@@ -1,0 +1,267 @@
+"""Faults and recovery: after each fault the hub reads each spoke's SSH banner within a bound derived
+from the spoke's own settings (the formulas are in docs/resilience.md).
+
+The tests run in order; each leaves every tunnel up. Faults hit both spokes (Debian 12 and 13) at once.
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import faults
+import pytest
+from conftest import ROOT, group
+
+HUB = group("hub")[0]
+SPOKES = group("spokes")
+NETWORK = "revtunnel-molecule-resilience"
+UNIT = f"revtunnel@{HUB}.service"
+# Lab allowances in the formulas: H for one connection (TCP, key exchange, auth, forward, the poll),
+# B for a container to boot to a listening sshd.
+HANDSHAKE = 1.5
+BOOT = 15.0
+# The addresses a spoke comes back with after a cut (the network is 10.213.42.0/24).
+NEW_ADDRESSES = iter(f"10.213.42.{n}" for n in range(101, 200))
+
+
+# Runs on the hub: hold a spoke's port (waiting until its session let it go) for a number of seconds.
+HOLDER = r"""
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the poller's connections linger in TIME_WAIT
+for _ in range(100):
+    try:
+        s.bind(("127.0.0.1", port))
+        break
+    except OSError:
+        time.sleep(0.1)
+s.listen()
+time.sleep(seconds)
+"""
+
+
+def ports():
+    return json.loads(faults.sh(HUB, "cat /var/lib/revtunnel/ports.json"))["ports"]
+
+
+def settings(spoke):
+    """The recovery settings as the spoke really runs them."""
+    unit = faults.sh(spoke, f"systemctl cat {UNIT}")
+    restart = faults.sh(spoke, f"systemctl show -p RestartUSec --value {UNIT}")
+    ssh = dict(line.split(" ", 1) for line in faults.sh(
+        spoke, f"ssh -G -F /etc/revtunnel/{HUB}.ssh_config revtunnel-hub").splitlines() if " " in line)
+    return {
+        "r": _seconds(restart),
+        "J": int(re.search(r"shuf -i 0-(\d+)", unit).group(1)) / 1000,
+        "C": float(ssh["connecttimeout"]),
+    }
+
+
+def _seconds(span):
+    """systemd's time span (200ms, 1s, 1min 5s) in seconds."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(us|ms|s|min)", span))
+
+
+def bounds(spoke):
+    s = settings(spoke)
+    r, jitter, connect = s["r"], s["J"], s["C"]
+    gap = max(connect - 3, 0) + r + jitter  # longest stretch without a SYN toward the hub while retrying
+    again = r + jitter + HANDSHAKE  # one refused attempt while the reaper ends the stale session
+    return {
+        "kill_client": r + HANDSHAKE,
+        "restart_hub_sshd": r + HANDSHAKE,
+        "kill_all_hub_sshd": r + HANDSHAKE + again,
+        "restart_hub": BOOT + gap + HANDSHAKE,
+        "cut_link": gap + HANDSHAKE + again,
+        "reboot_spoke": BOOT + jitter + HANDSHAKE,
+    }
+
+
+def journals():
+    out = []
+    for spoke in SPOKES:
+        out.append(f"--- {spoke} {UNIT}\n" + faults.sh(spoke, f"journalctl -u {UNIT} -n 25 --no-pager", check=False))
+    out.append(f"--- {HUB} revtunnel-reaper\n"
+               + faults.sh(HUB, "journalctl -u revtunnel-reaper -n 15 --no-pager", check=False))
+    out.append(f"--- {HUB} ssh\n" + faults.sh(HUB, "journalctl -u ssh -n 25 --no-pager", check=False))
+    return "\n".join(out)
+
+
+def recover(kind, fault, *spokes):
+    """Inflict FAULT (returns the end time per spoke) and assert each spoke's banner within its bound."""
+    spokes = spokes or tuple(SPOKES)
+    port = ports()
+    limit = {s: bounds(s)[kind] for s in spokes}
+    ended = fault()
+    with ThreadPoolExecutor(len(spokes)) as pool:
+        took = dict(zip(spokes, pool.map(
+            lambda s: faults.time_to_banner(HUB, port[s]["ssh"], ended if isinstance(ended, float) else ended[s],
+                                            limit[s] + 30), spokes)))
+    print(f"{kind}: " + ", ".join(f"{s} {took[s]} s (bound {limit[s]:.1f} s)" for s in spokes), file=sys.stderr)
+    for s in spokes:
+        assert took[s] is not None and took[s] <= limit[s], (kind, s, took[s], limit[s], journals())
+    return took
+
+
+def wait_active(spoke, limit=5.0):
+    end = time.time() + limit
+    while time.time() < end:
+        if faults.sh(spoke, f"systemctl is-active {UNIT}", check=False) == "active":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def both(fault):
+    """Run FAULT(spoke) on every spoke at once; {spoke: end time}."""
+    with ThreadPoolExecutor(len(SPOKES)) as pool:
+        return dict(zip(SPOKES, pool.map(fault, SPOKES)))
+
+
+def test_every_tunnel_is_up_and_the_reaper_runs():
+    for spoke in SPOKES:
+        assert faults.time_to_banner(HUB, ports()[spoke]["ssh"], time.time(), 60) is not None, journals()
+    assert faults.sh(HUB, "systemctl is-active revtunnel-reaper") == "active", journals()
+    assert "maxstartups 100:30:400" in faults.sh(HUB, "sshd -T")
+
+
+def test_kill_9_of_the_spokes_ssh():
+    took = [recover("kill_client", lambda: both(lambda s: faults.kill_client(s, UNIT))) for _ in range(3)]
+    median = statistics.median(t for run in took for t in run.values())
+    print(f"kill -9 of the client: median {median:.2f} s", file=sys.stderr)
+
+
+def test_restart_of_the_hubs_sshd():
+    recover("restart_hub_sshd", lambda: faults.restart_hub_sshd(HUB))
+
+
+def test_every_sshd_process_on_the_hub_killed():
+    before = faults.main_pid(HUB, "ssh")
+    recover("kill_all_hub_sshd", lambda: faults.kill_all_hub_sshd(HUB))
+    # Debian's ssh.service has Restart=on-failure: a SIGKILLed listener is started again by systemd.
+    assert faults.sh(HUB, "systemctl is-active ssh") == "active"
+    assert faults.main_pid(HUB, "ssh") != before
+
+
+def test_restart_of_the_hub_container():
+    recover("restart_hub", lambda: faults.restart_hub(HUB))
+    assert faults.sh(HUB, "systemctl is-active revtunnel-reaper") == "active", journals()
+
+
+@pytest.mark.parametrize("seconds", [20, 120])
+def test_link_cut_then_restored_with_the_same_or_a_new_address(seconds):
+    """spoke-12 comes back with its address, spoke-13 with a new one; the hub keeps hitting both ports."""
+    same, moved = SPOKES
+    hub_address = faults.address(HUB, NETWORK)
+    port = ports()
+    new_address = next(NEW_ADDRESSES)
+
+    def cut(spoke):
+        return faults.cut_link(spoke, hub_address, seconds, network=NETWORK,
+                               new_address=new_address if spoke == moved else None, hub=HUB,
+                               port=port[spoke]["ssh"])
+
+    recover("cut_link", lambda: both(cut))
+    assert faults.address(moved, NETWORK) == new_address
+    # The stale session of the moved spoke was ended by the reaper (ClientAlive never fired: the hub kept
+    # connecting to the port), and it is gone.
+    reaper_log = faults.sh(HUB, "journalctl -u revtunnel-reaper --since -5min --no-pager -o cat")
+    replaced = re.search(rf"new session from {re.escape(new_address)} port \d+ \(pid \d+\) replaces "
+                         r"\S+ port \d+ \(pid (\d+)\)", reaper_log)
+    assert replaced, reaper_log
+    assert faults.sh(HUB, f"test -d /proc/{replaced.group(1)} && echo alive || echo gone") == "gone"
+
+
+def test_spoke_reboot():
+    recover("reboot_spoke", lambda: both(faults.reboot_spoke))
+
+
+def test_a_unit_without_its_forward_says_so_and_is_never_active():
+    spoke = SPOKES[0]
+    port = ports()[spoke]["ssh"]
+    faults.sh(spoke, f"systemctl stop {UNIT}")
+    # Something else holds the spoke's port on the hub: the unit must keep trying, visibly, never "active".
+    faults.docker("exec", "-d", HUB, "python3", "-c", HOLDER, str(port), "12")
+    faults.sh(spoke, f"systemctl start --no-block {UNIT}")
+    seen, states = "", set()
+    end = time.time() + 10
+    while time.time() < end:
+        states.add(faults.sh(spoke, f"systemctl is-active {UNIT}", check=False))
+        seen = faults.sh(spoke, f"systemctl status --no-pager -n 10 {UNIT}", check=False)
+        time.sleep(0.3)
+    assert "remote port forwarding failed for listen port" in seen, seen
+    assert "active" not in states, states
+    # The holder went away after 12 s: the unit gets its forward by itself.
+    assert faults.time_to_banner(HUB, port, time.time(), 30) is not None, journals()
+    # ssh forks (and the unit turns active) right after the hub confirmed the forward.
+    assert wait_active(spoke), journals()
+
+
+def test_a_changed_hub_host_key_is_reported_and_retried():
+    spoke = SPOKES[1]
+    known = f"/etc/revtunnel/{HUB}.known_hosts"
+    # Pin some other ed25519 key, as if the hub had been reinstalled.
+    faults.sh(spoke, f"cp {known} /root/known_hosts.saved && rm -f /root/other_key* && "
+                     f"ssh-keygen -q -t ed25519 -N '' -f /root/other_key && "
+                     f"sed -i \"s|ssh-ed25519 .*|$(cut -d' ' -f1,2 /root/other_key.pub)|\" {known} && "
+                     f"systemctl restart --no-block {UNIT}")
+    end, seen = time.time() + 15, ""
+    while time.time() < end and "REMOTE HOST IDENTIFICATION HAS CHANGED" not in seen:
+        seen = faults.sh(spoke, f"journalctl -u {UNIT} --since -20s --no-pager -o cat", check=False)
+        time.sleep(0.3)
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in seen or "Host key verification failed" in seen, seen
+    assert faults.sh(spoke, f"systemctl is-active {UNIT}", check=False) != "active"
+    faults.sh(spoke, f"cp /root/known_hosts.saved {known}")
+    assert faults.time_to_banner(HUB, ports()[spoke]["ssh"], time.time(), 30) is not None, journals()
+    assert wait_active(spoke), journals()
+
+
+def test_ansible_through_the_spokes_own_tunnel_survives_a_change_of_the_tunnel(tmp_path):
+    """Reach the Debian 13 spoke over its own tunnel, change its tunnel, and get it back."""
+    spoke, other = SPOKES[1], SPOKES[0]
+    key = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "controller_ed25519"
+    hub_address = faults.address(HUB, NETWORK)
+    port = ports()[spoke]["ssh"]
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        f"{HUB} {' '.join(faults.sh(HUB, 'cat /etc/ssh/ssh_host_ed25519_key.pub').split()[:2])}\n"
+        f"{spoke} {' '.join(faults.sh(spoke, 'cat /etc/ssh/ssh_host_ed25519_key.pub').split()[:2])}\n")
+    config = tmp_path / "ssh_config"
+    common = (f"    IdentityFile {key}\n    IdentitiesOnly yes\n    BatchMode yes\n    StrictHostKeyChecking yes\n"
+              f"    UserKnownHostsFile {known}\n    GlobalKnownHostsFile /dev/null\n")
+    config.write_text(f"Host lab-hub\n    HostName {hub_address}\n    User admin\n    HostKeyAlias {HUB}\n{common}"
+                      f"Host {spoke}\n    HostName 127.0.0.1\n    Port {port}\n    User root\n"
+                      f"    ProxyJump lab-hub\n    HostKeyAlias {spoke}\n{common}")
+    inventory = tmp_path / "through_tunnel.yml"
+    inventory.write_text(
+        "all:\n  children:\n"
+        f"    hub:\n      hosts:\n        {HUB}:\n          ansible_connection: community.docker.docker\n"
+        f"    spokes:\n      hosts:\n"
+        f"        {other}:\n          ansible_connection: community.docker.docker\n"
+        f"        {spoke}:\n          ansible_connection: ssh\n"
+        f"          ansible_ssh_common_args: -F {config}\n"
+        f"          ansible_ssh_host_key_checking: true\n")
+    before = faults.sh(HUB, f"ss -Htlne 'sport = :{port}'")
+    for count_max in (3, 2):  # change the tunnel, then change it back
+        proc = subprocess.run(
+            [Path(sys.executable).parent / "ansible-playbook", "-i", str(inventory), str(ROOT / "site.yml"),
+             "-e", f"revtunnel_server_alive_count_max={count_max}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_FORCE_COLOR="0",
+                     ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+        assert re.search(rf"{spoke}\s+: ok=\d+\s+changed=[1-9]", proc.stdout), proc.stdout[-3000:]
+        after = faults.sh(HUB, f"ss -Htlne 'sport = :{port}'")
+        assert re.search(r"ino:(\d+)", after).group(1) != re.search(r"ino:(\d+)", before).group(1), (before, after)
+        before = after
+        assert f"serveralivecountmax {count_max}" in faults.sh(
+            spoke, f"ssh -G -F /etc/revtunnel/{HUB}.ssh_config revtunnel-hub")
+    assert faults.time_to_banner(HUB, port, time.time(), 10) is not None, journals()
