@@ -10,6 +10,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,26 @@ def test_script_runs_and_documents_itself():
     out = subprocess.run([sys.executable, FILES / "revtunnel-reaper", "--help"], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert "--max-replacements" in out
+
+
+def test_journal_time_is_kept_and_a_pid_reused_since_is_not_that_session():
+    msg = f"Accepted publickey for tunnel from 10.0.0.1 port 1 ssh2: ED25519 {FP_A}"
+    session = reaper.parse_accepted({**entry(msg), "__REALTIME_TIMESTAMP": "1700000000500000"})
+    assert session.logged_at == 1700000000.5
+    assert reaper.is_that_session(session, 1700000000.1)
+    assert reaper.is_that_session(session, 1700000000.5 - 100)
+    # Started after the line was logged, or long before: another process got that pid.
+    assert not reaper.is_that_session(session, 1700000030.0)
+    assert not reaper.is_that_session(session, 1700000000.5 - 3600)
+    assert reaper.is_that_session(reaper.parse_accepted(entry(msg)), 1.0)
+
+
+def test_start_time_is_boot_time_plus_ticks(tmp_path):
+    (tmp_path / "stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n")
+    assert reaper.started_at(250, tmp_path, hertz=100) == 1700000002.5
+    assert reaper.started_at(None, tmp_path) is None
+    assert reaper.started_at(1, tmp_path / "missing") is None
+
+
+def test_own_process_started_in_the_past():
+    assert reaper.started_at(reaper.read_start_ticks(os.getpid()), hertz=os.sysconf("SC_CLK_TCK")) <= time.time()

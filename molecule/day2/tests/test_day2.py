@@ -1,10 +1,12 @@
-"""Day 2 of a lab: renew a spoke's key without losing its tunnel; remove a spoke and bring it back.
+"""Day 2 of a lab with two hubs: renew a spoke's key without losing its tunnels; remove a spoke and bring
+it back; lose one hub and still reach the spokes through the other.
 
-The tests run in order and each leaves the lab as it found it (all spokes present and up).
+The tests run in order; all but the last leave the lab as they found it (all spokes present and up).
 """
 
 import json
 import re
+import subprocess
 import time
 
 from conftest import group, lab_host, run_playbook
@@ -31,16 +33,16 @@ print(f"{worst:.2f} {downs}")
 """
 
 
-def hub_node():
-    return lab_host(group("hub")[0])
+def hub_node(name=None):
+    return lab_host(name or group("hub")[0])
 
 
-def ports():
-    return json.loads(hub_node().file("/var/lib/revtunnel/ports.json").content_string)["ports"]
+def ports(hub=None):
+    return json.loads(hub_node(hub).file("/var/lib/revtunnel/ports.json").content_string)["ports"]
 
 
-def trusted_lines(spoke):
-    text = hub_node().file("/etc/ssh/revtunnel/authorized_keys").content_string
+def trusted_lines(spoke, hub=None):
+    text = hub_node(hub).file("/etc/ssh/revtunnel/authorized_keys").content_string
     return [ln for ln in text.splitlines() if ln.endswith(" " + spoke)]
 
 
@@ -52,19 +54,19 @@ def stash_key_on_operator(spoke, name):
     return operator
 
 
-def login_with_key(operator, name, port):
+def login_with_key(operator, name, port, hub=None):
     """Log in as the tunnel account with a stolen key and ask for the spoke's port; returns the result."""
-    hub = group("hub")[0]
+    hub = hub or group("hub")[0]
     return operator.run(
         f"timeout 5 ssh -F /dev/null -i /root/{name} -o IdentitiesOnly=yes -o BatchMode=yes "
         f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes "
         f"-N -R localhost:{port}:localhost:22 tunnel@{hub}")
 
 
-def wait_up(spoke, tries=60):
-    port = ports()[spoke]["ssh"]
+def wait_up(spoke, tries=60, hub=None):
+    port = ports(hub)[spoke]["ssh"]
     for _ in range(tries):
-        res = hub_node().run(f"revtunnel-status --json --spoke {spoke} --timeout 2")
+        res = hub_node(hub).run(f"revtunnel-status --json --spoke {spoke} --timeout 2")
         if res.rc == 0:
             return True
         time.sleep(0.5)
@@ -93,10 +95,17 @@ def test_rotation_renews_the_key_without_losing_the_tunnel():
     assert new_line[0].split()[0] == old_line[0].split()[0], "the restrictions must stay the same"
     refused = login_with_key(operator, "old_key", port)
     assert "Permission denied (publickey)" in refused.stderr, refused.stderr
+    # The second hub renewed its trust the same way, and its tunnel is back too.
+    hub_b = group("hub")[1]
+    assert [ln.split()[2] for ln in trusted_lines(SPOKE_A, hub_b)] == [new_line[0].split()[2]]
+    wait_up(SPOKE_A, hub=hub_b)
+    refused_b = login_with_key(operator, "old_key", ports(hub_b)[SPOKE_A]["ssh"], hub=hub_b)
+    assert "Permission denied (publickey)" in refused_b.stderr, refused_b.stderr
     # After a rotation, the next site.yml run agrees with it: nothing to change.
     again = run_playbook("site.yml")
     assert again.returncode == 0, again.stdout + again.stderr
     assert re.search(r"rt-d2-hub\s+: ok=\d+\s+changed=0", again.stdout), again.stdout[-3000:]
+    assert re.search(r"rt-d2-hub-b\s+: ok=\d+\s+changed=0", again.stdout), again.stdout[-3000:]
     assert re.search(r"rt-d2-spoke-a\s+: ok=\d+\s+changed=0", again.stdout), again.stdout[-3000:]
 
 
@@ -111,8 +120,9 @@ def test_removing_a_spoke_revokes_its_key_and_port_then_it_can_come_back(tmp_pat
                       f"          revtunnel_state: absent\n")
     proc = run_playbook("site.yml", "-i", str(absent))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert trusted_lines(SPOKE_B) == []
-    assert SPOKE_B not in ports()
+    for hub in group("hub"):
+        assert trusted_lines(SPOKE_B, hub) == [], hub
+        assert SPOKE_B not in ports(hub), hub
     node = lab_host(SPOKE_B)
     assert not node.user("revtunnel").exists
     assert not node.file("/var/lib/revtunnel").exists
@@ -124,5 +134,34 @@ def test_removing_a_spoke_revokes_its_key_and_port_then_it_can_come_back(tmp_pat
     wait_up(SPOKE_A)
     back = run_playbook("site.yml")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert SPOKE_B in ports() and len(trusted_lines(SPOKE_B)) == 1
-    wait_up(SPOKE_B)
+    for hub in group("hub"):
+        assert SPOKE_B in ports(hub) and len(trusted_lines(SPOKE_B, hub)) == 1, hub
+        wait_up(SPOKE_B, hub=hub)
+
+
+def test_spokes_stay_reachable_through_the_second_hub_when_the_first_is_down():
+    hub_a, hub_b = group("hub")
+    for spoke in (SPOKE_A, SPOKE_B):
+        node = lab_host(spoke)
+        for hub in (hub_a, hub_b):
+            assert node.service(f"revtunnel@{hub}.service").is_running, (spoke, hub)
+            wait_up(spoke, hub=hub)
+    assert ports(hub_a)[SPOKE_A] and ports(hub_b)[SPOKE_A]
+    client = run_playbook("playbooks/client.yml", "-e", "revtunnel_client_hosts=operators",
+                          "-e", "revtunnel_client_hub_user=admin", "-e", "revtunnel_client_spoke_user=admin",
+                          "-e", "revtunnel_client_ssh_dir=/root/.ssh", "-e", "revtunnel_lab_name=day2")
+    assert client.returncode == 0, client.stdout + client.stderr
+    operator = lab_host(group("operators")[0])
+    operator.check_output("echo 'Include config.d/revtunnel-day2.conf' > /root/.ssh/config")
+    for spoke in (SPOKE_A, SPOKE_B):
+        assert operator.check_output(f"ssh -o BatchMode=yes {spoke} hostname") == spoke
+        assert operator.check_output(f"ssh -o BatchMode=yes {spoke}.via-{hub_b} hostname") == spoke
+    subprocess.run(["docker", "stop", "-t", "10", hub_a], check=True, capture_output=True)
+    try:
+        for spoke in (SPOKE_A, SPOKE_B):
+            lost = operator.run(f"ssh -o BatchMode=yes -o ConnectTimeout=3 {spoke} hostname")
+            assert lost.rc != 0, "the first hub is down: its route must fail"
+            assert operator.check_output(f"ssh -o BatchMode=yes {spoke}.via-{hub_b} hostname") == spoke
+            assert lab_host(spoke).service(f"revtunnel@{hub_b}.service").is_running
+    finally:
+        subprocess.run(["docker", "start", hub_a], check=False, capture_output=True)

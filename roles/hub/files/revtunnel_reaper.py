@@ -43,6 +43,7 @@ class Session:
     addr: str
     port: int
     start_ticks: int | None = None
+    logged_at: float | None = None
 
     def where(self) -> str:
         return f"{self.addr} port {self.port}"
@@ -77,8 +78,9 @@ def parse_accepted(entry: dict) -> Session | None:
     match = ACCEPTED_RE.match(message)
     if not match:
         return None
+    realtime = _text(entry.get("__REALTIME_TIMESTAMP"))
     return Session(pid=int(pid), user=match["user"], fingerprint=match["fingerprint"], addr=match["addr"],
-                   port=int(match["port"]))
+                   port=int(match["port"]), logged_at=int(realtime) / 1e6 if realtime and realtime.isdigit() else None)
 
 
 def read_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
@@ -93,6 +95,30 @@ def read_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
         return int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def started_at(start_ticks: int | None, proc: Path = Path("/proc"), hertz: int = 100) -> float | None:
+    """The wall-clock time a process started: the kernel's boot time plus its start ticks."""
+    if start_ticks is None:
+        return None
+    try:
+        btime = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
+                     if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return btime + start_ticks / hertz
+
+
+def is_that_session(session: Session, process_start: float | None, grace: float = 600.0) -> bool:
+    """Whether the process now holding the session's pid can be the one that logged the line.
+
+    A session's monitor starts before its "Accepted" line, by at most LoginGraceTime (120 s by default).
+    Containers share the host's boot id, so after a container restart ``journalctl --boot`` still holds
+    the previous run's lines, whose pids may belong to other processes by now.
+    """
+    if session.logged_at is None or process_start is None:
+        return True
+    return session.logged_at - grace <= process_start <= session.logged_at + 2.0
 
 
 def is_tunnel_monitor(pid: int, user: str, proc: Path = Path("/proc")) -> bool:
