@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv lab demo demo-clean test unit lint build bench clean
+.PHONY: help venv lab demo demo-clean test unit lint build bench bench-recovery bench-storm clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
@@ -16,7 +16,7 @@ help:
 	@echo "make test        every check: unit tests, linters, collection build, molecule scenarios"
 	@echo "make unit        unit tests only (no Docker)"
 	@echo "make lint        ansible-lint, yamllint, ruff"
-	@echo "make bench       benchmarks under bench/"
+	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -45,6 +45,12 @@ build: venv
 
 bench: venv
 	$(BIN)/python bench/bench_port_allocation.py
+
+bench-recovery: lab
+	$(BIN)/python bench/recovery.py
+
+bench-storm: lab
+	$(BIN)/python bench/storm.py
 
 clean: demo-clean
 	rm -rf .cache $(VENV)
