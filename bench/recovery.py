@@ -19,12 +19,8 @@ Run after `make lab`:  python bench/recovery.py [-n 3] [--faults kill_client,cut
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,18 +86,10 @@ def destroy():
 
 def provision_ours():
     lab = LABS["ours"]
-    inventory = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "hosts.yml"
-    inventory.write_text(
-        "all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
-        f"    hub:\n      hosts:\n        {lab['hub']}:\n    spokes:\n      hosts:\n        {lab['spoke']}:\n"
-        f"          revtunnel_port: {PORT}\n")
-    playbook = Path(sys.executable).parent / "ansible-playbook"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-               ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
-                           str(inventory), str(ROOT / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    faults.run_site(ROOT, "all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+                          f"    hub:\n      hosts:\n        {lab['hub']}:\n"
+                          f"    spokes:\n      hosts:\n        {lab['spoke']}:\n"
+                          f"          revtunnel_port: {PORT}\n")
 
 
 def provision_baseline():

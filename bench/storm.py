@@ -26,13 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -109,16 +105,8 @@ def destroy():
 
 
 def provision():
-    inventory = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "hosts.yml"
-    inventory.write_text("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+    faults.run_site(ROOT, "all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
                          f"    hub:\n      hosts:\n        {HUB}:\n    spokes:\n      hosts:\n        {SPOKE}:\n")
-    playbook = Path(sys.executable).parent / "ansible-playbook"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-               ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
-                           str(inventory), str(ROOT / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
 
 
 def add_spokes(count):

@@ -137,3 +137,22 @@ def cut_link(spoke, hub_address, seconds, network=None, new_address=None, hub=No
         docker("network", "connect", "--ip", new_address, network, spoke)
     sh(spoke, f"iptables -D INPUT -s {hub_address} -j DROP && iptables -D OUTPUT -d {hub_address} -j DROP")
     return time.time()
+
+
+def run_site(root, inventory_text):
+    """Provision a bench lab with the collection's site.yml; exits with its output when it fails."""
+    import os
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    inventory = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "hosts.yml"
+    inventory.write_text(inventory_text)
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
+               ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
+                           str(inventory), str(root / "site.yml")], cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
