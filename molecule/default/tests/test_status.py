@@ -53,6 +53,8 @@ def test_status_playbook_prints_a_table_and_writes_json(tmp_path):
     proc = run_playbook("playbooks/status.yml", "-e", f"revtunnel_status_file={out}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SPOKE" in proc.stdout and "FORWARD" in proc.stdout
-    rows = json.loads(out.read_text())
+    by_hub = json.loads(out.read_text())
+    assert sorted(by_hub) == group("hub")
+    rows = [row for hub_rows in by_hub.values() for row in hub_rows]
     assert sorted({r["spoke"] for r in rows}) == group("spokes")
     assert {r["forward"] for r in rows} >= {"ssh"}
