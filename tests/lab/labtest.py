@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,13 @@ def hub():
 @pytest.fixture(scope="session")
 def registry(hub):
     return json.loads(hub.file("/var/lib/revtunnel/ports.json").content_string)
+
+
+def wait_for(check, timeout=15.0, step=0.3):
+    """Poll check() until it returns something truthy; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)

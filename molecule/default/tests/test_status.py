@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import group, lab_host, run_playbook
+from conftest import group, lab_host, run_playbook, wait_for
 
 
 def status(hub):
@@ -11,40 +11,43 @@ def status(hub):
     return {(r["spoke"], r["forward"]): r for r in json.loads(res.stdout)}
 
 
-def wait_for(predicate, hub, tries=40):
-    import time
+def wait_rows(predicate, hub):
+    """The status rows once predicate(rows) holds, or the last rows after 20 s."""
+    last = {}
 
-    for _ in range(tries):
-        rows = status(hub)
-        if predicate(rows):
-            return rows
-        time.sleep(0.5)
-    return rows
+    def check():
+        last.clear()
+        last.update(status(hub))
+        return predicate(last)
+
+    wait_for(check, timeout=20.0, step=0.5)
+    return last
 
 
 def test_status_shows_up_down_and_bound_but_dead():
     hub = lab_host(group("hub")[0])
     spoke = group("spokes")[0]
     node = lab_host(spoke)
-    rows = wait_for(lambda r: r[(spoke, "ssh")]["up"], hub)
+    rows = wait_rows(lambda r: r[(spoke, "ssh")]["up"], hub)
     assert rows[(spoke, "ssh")]["up"] and rows[(spoke, "ssh")]["latency_ms"] > 0
     try:
         # Bound but dead: the tunnel holds the hub port, the spoke's sshd is gone.
         node.check_output("systemctl stop ssh.service ssh.socket")
-        rows = wait_for(lambda r: not r[(spoke, "ssh")]["up"], hub)
+        rows = wait_rows(lambda r: not r[(spoke, "ssh")]["up"], hub)
         assert not rows[(spoke, "ssh")]["up"]
         port = rows[(spoke, "ssh")]["port"]
         assert hub.run(f"ss -Htln 'sport = :{port}'").stdout.strip(), "the port should still be bound"
         node.check_output("systemctl start ssh.service")
         # Down: the tunnel itself is stopped, the port is free.
         node.check_output("systemctl stop revtunnel@%s.service" % group("hub")[0])
-        rows = wait_for(lambda r: not r[(spoke, "ssh")]["up"] and "refused" in r[(spoke, "ssh")]["detail"].lower(), hub)
+        rows = wait_rows(lambda r: not r[(spoke, "ssh")]["up"] and "refused" in r[(spoke, "ssh")]["detail"].lower(),
+                         hub)
         assert "refused" in rows[(spoke, "ssh")]["detail"].lower()
         assert hub.run("revtunnel-status").rc == 1
     finally:
         node.run("systemctl start ssh.service")
         node.run("systemctl start revtunnel@%s.service" % group("hub")[0])
-    rows = wait_for(lambda r: all(v["up"] for k, v in r.items() if k[1] == "ssh"), hub)
+    rows = wait_rows(lambda r: all(v["up"] for k, v in r.items() if k[1] == "ssh"), hub)
     assert all(v["up"] for k, v in rows.items() if k[1] == "ssh")
 
 

@@ -2,7 +2,6 @@
 
 import shlex
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,23 +9,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "lab"))
 
-from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook  # noqa: E402,F401
+from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook, wait_for  # noqa: E402,F401
 
 HUB = group("hub")[0]
 SPOKES = group("spokes")
 OPERATOR = group("operators")[0]
 UNIT = f"revtunnel@{HUB}.service"
 TUNNEL_KEY = "/var/lib/revtunnel/id_ed25519"
-
-
-def wait_for(check, timeout=15.0, step=0.3):
-    """Poll check() until it returns something truthy; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 class HubLog:
