@@ -35,7 +35,7 @@ test: lab
 	$(BIN)/pytest -p no:cacheprovider tests
 
 unit: venv
-	$(BIN)/pytest -p no:cacheprovider tests/unit
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/test_readme.py
 
 lint: venv
 	$(BIN)/pytest -p no:cacheprovider tests/test_quality.py

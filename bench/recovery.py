@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "molecule" / "resilience" / "tests"))
+sys.path.insert(0, str(ROOT / "extensions" / "molecule" / "resilience" / "tests"))
 import faults  # noqa: E402
 
 NETWORK = "rt-bench-net"

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "molecule" / "resilience" / "tests"))
+sys.path.insert(0, str(ROOT / "extensions" / "molecule" / "resilience" / "tests"))
 import faults  # noqa: E402
 
 NETWORK = "rt-bench-storm"

@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# ansible.cfg's collections_path: make the checkout itself importable as hubspoke.revtunnel. A symlink
+# in the tree would trip ansible-test's symlinks check, so it is made here and kept out of git.
+link=collections/ansible_collections/hubspoke/revtunnel
+if [[ ! -e "$link" ]]; then
+    mkdir -p "$(dirname "$link")"
+    ln -sfn ../../.. "$link"
+fi
+
 VENV=${VENV:-.venv}
 STAMP="$VENV/.requirements.sha256"
 want=$(sha256sum requirements.txt | cut -d' ' -f1)

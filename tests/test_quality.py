@@ -59,4 +59,4 @@ def test_built_collection_carries_no_lab_or_test_files(built_collection):
     with tarfile.open(built_collection) as tar:
         names = tar.getnames()
     assert "roles/hub/tasks/main.yml" in names and "plugins/modules/port_allocation.py" in names
-    assert not [n for n in names if n.startswith(("molecule/", "tests/", ".venv/", "collections/"))]
+    assert not [n for n in names if n.startswith(("extensions/", "molecule/", "tests/", ".venv/", "collections/"))]

@@ -1,8 +1,0 @@
-"""The scenario's tests use the lab helpers shared by every scenario."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "lab"))
-
-from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook  # noqa: E402,F401
