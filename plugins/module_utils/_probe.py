@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one end-to-end test of a tunnel: what the hub reads on a spoke's loopback port.
+
+Pure Python with no Ansible import. The hub's commands (revtunnel-status, the metrics timer,
+the reaper) import a copy of this file from /usr/local/lib/revtunnel, and the modules import it
+as module_utils, so the banner test is written once.
+
+A forwarded ssh port is up only when an SSH banner comes back through it: a port that is bound
+but leads nowhere (the spoke's sshd is down, or a stale session holds it) reads nothing or EOF.
+Another forward is up when the far end keeps the connection open or answers.
+
+Each probe has one total deadline, not one per recv, so a port that trickles a byte at a time
+cannot stall a caller; whatever a spoke sends is made printable before it is returned.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+BANNER_LIMIT = 256
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe: up or not, why, and how long it took."""
+
+    up: bool
+    detail: str
+    seconds: float
+
+
+def printable(data, limit=80):
+    """Bytes or text from a peer as one safe line: every non-printable character becomes '?'."""
+    if isinstance(data, bytes):
+        data = data.decode("ascii", "replace")
+    text = "".join(ch if (" " <= ch <= "~") else "?" for ch in data)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_first_line(port, deadline, host=DEFAULT_HOST, limit=BANNER_LIMIT):
+    """Connect and read up to the first newline, all within ``deadline`` (a time.monotonic() value).
+
+    Returns the bytes read (possibly without a newline when the peer closed or the time ran out).
+    Raises OSError when the connection cannot be made; socket.timeout when nothing came in time.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("no time left for the probe")
+    with socket.create_connection((host, port), timeout=remaining) as conn:
+        data = b""
+        while b"\n" not in data and len(data) < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if data:
+                    break
+                raise socket.timeout("no banner before the deadline")
+            conn.settimeout(remaining)
+            try:
+                chunk = conn.recv(limit - len(data))
+            except socket.timeout:
+                if data:
+                    break
+                raise
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def probe_ssh(port, timeout=3.0, host=DEFAULT_HOST):
+    """Up when the first line read through the port within ``timeout`` seconds is an SSH banner."""
+    start = time.monotonic()
+    try:
+        data = read_first_line(port, start + timeout, host=host)
+    except socket.timeout:
+        return ProbeResult(False, "no SSH banner in time", time.monotonic() - start)
+    except OSError as exc:
+        return ProbeResult(False, printable(exc.strerror or type(exc).__name__), time.monotonic() - start)
+    elapsed = time.monotonic() - start
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if line.startswith(b"SSH-") and b"\n" in data:
+        return ProbeResult(True, printable(line), elapsed)
+    if not line:
+        return ProbeResult(False, "no SSH banner", elapsed)
+    return ProbeResult(False, "not an SSH banner: " + printable(line, 40), elapsed)
+
+
+def probe_stream(port, timeout=3.0, host=DEFAULT_HOST, settle=0.5):
+    """A forward to a silent service: up when the connection stays open for ``settle`` s or data comes."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(max(0.01, min(settle, start + timeout - time.monotonic())))
+            try:
+                data = conn.recv(1)
+            except socket.timeout:
+                return ProbeResult(True, "connection held open", time.monotonic() - start)
+    except OSError as exc:
+        return ProbeResult(False, printable(exc.strerror or type(exc).__name__), time.monotonic() - start)
+    if data:
+        return ProbeResult(True, "service answered", time.monotonic() - start)
+    return ProbeResult(False, "closed at once: the tunnel leads nowhere", time.monotonic() - start)
+
+
+def probe_forward(forward, port, timeout=3.0, host=DEFAULT_HOST):
+    """The probe that fits a forward: the banner test for ``ssh``, the stream test for the others."""
+    if forward == "ssh":
+        return probe_ssh(port, timeout, host=host)
+    return probe_stream(port, timeout, host=host)
