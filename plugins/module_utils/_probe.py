@@ -113,3 +113,59 @@ def probe_forward(forward, port, timeout=3.0, host=DEFAULT_HOST):
     if forward == "ssh":
         return probe_ssh(port, timeout, host=host)
     return probe_stream(port, timeout, host=host)
+
+
+_TCP_LISTEN = "0A"
+PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def listening_inodes(port, paths=PROC_NET_TCP):
+    """Socket inodes (as strings, sorted) of the TCP LISTEN sockets on ``port``, any address.
+
+    A new tunnel session binds a new socket, so a changed inode tells a restarted tunnel from the
+    one it replaces; unlike ``ss -p`` this needs no right over the tunnel account's processes.
+    """
+    found = set()
+    for path in paths:
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                lines = handle.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _TCP_LISTEN:
+                continue
+            try:
+                if int(fields[1].rpartition(":")[2], 16) == port:
+                    found.add(fields[9])
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def wait_for_tunnel(port, forward="ssh", timeout=90.0, replaced=(), interval=0.5, host=DEFAULT_HOST,
+                    probe_timeout=3.0, clock=time.monotonic, sleep=time.sleep, inodes=listening_inodes):
+    """Wait until the port leads to the spoke (the probe passes) through a session that is not ``replaced``.
+
+    ``replaced`` lists the listening-socket inodes of the session that a restart replaces: until the port
+    is held by another socket, the old session still answers and proves nothing. Returns
+    (ProbeResult, listener inodes); the result is the last failed probe when the time runs out.
+    """
+    replaced = set(replaced)
+    start = clock()
+    deadline = start + timeout
+    result = ProbeResult(False, "not probed yet", 0.0)
+    while True:
+        listener = inodes(port)
+        if listener and not replaced.intersection(listener):
+            result = probe_forward(forward, port, min(probe_timeout, max(0.1, deadline - clock())), host=host)
+            if result.up:
+                return ProbeResult(True, result.detail, clock() - start), listener
+        elif listener:
+            result = ProbeResult(False, "the replaced session still holds the port", clock() - start)
+        else:
+            result = ProbeResult(False, "nothing listens on the port", clock() - start)
+        if clock() + interval > deadline:
+            return ProbeResult(False, result.detail, clock() - start), listener
+        sleep(interval)

@@ -1,0 +1,156 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tunnel_probe
+short_description: Check from the hub that a spoke's tunnel port leads to the spoke, or wait until it does
+version_added: 1.0.0
+description:
+  - Runs on the hub. Connects to a spoke's forwarded port on the hub's loopback and checks that it
+    leads to the spoke. For the C(ssh) forward the spoke's SSH banner must come back, so a port that
+    is bound but leads nowhere (a stale session, the spoke's sshd down) is not taken for a tunnel.
+    Other forwards pass when the far end keeps the connection open or answers.
+  - With O(wait=true) it retries until the check passes or O(timeout) runs out.
+  - With O(replaced_listener), the port must also be held by a listening socket other than those
+    listed. Give it the RV(listener) read before a tunnel restart, and the module waits for the new
+    session instead of being fooled by the old one that still answers.
+  - Each single probe has one total deadline, and whatever the spoke sends is made printable
+    before it is returned.
+author:
+  - hubspoke.revtunnel developers (@hubspoke)
+options:
+  port:
+    description:
+      - The spoke's forwarded port on the hub.
+    type: int
+    required: true
+  forward:
+    description:
+      - Name of the forward. V(ssh) uses the SSH banner test, any other name the open-connection test.
+    type: str
+    default: ssh
+  host:
+    description:
+      - Address on the hub that the forward listens on.
+    type: str
+    default: 127.0.0.1
+  wait:
+    description:
+      - When V(true), retry until the check passes, and fail when O(timeout) runs out.
+      - When V(false), check once and report, never fail on a tunnel that is down.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait in all with O(wait=true).
+    type: float
+    default: 90
+  replaced_listener:
+    description:
+      - Listening-socket inodes (RV(listener) of an earlier call) of a session that a restart replaces.
+        The check passes only once another socket holds the port.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module only reads, so it does the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
+    details:
+      - Linux only, because listening sockets are read from C(/proc/net/tcp) and C(/proc/net/tcp6).
+notes:
+  - Run it on the hub, for example with C(delegate_to) from the spoke's play.
+"""
+
+EXAMPLES = r"""
+- name: Note which session holds the tunnel's port before a restart
+  hubspoke.revtunnel.tunnel_probe:
+    port: 10001
+    wait: false
+  delegate_to: hub.example.org
+  register: before
+
+- name: Wait until a new session of the spoke answers on its port
+  hubspoke.revtunnel.tunnel_probe:
+    port: 10001
+    timeout: 90
+    replaced_listener: "{{ before.listener }}"
+  delegate_to: hub.example.org
+"""
+
+RETURN = r"""
+up:
+  description: Whether the port leads to the spoke.
+  returned: always
+  type: bool
+  sample: true
+detail:
+  description: The banner read, or why the check failed, as printable text.
+  returned: always
+  type: str
+  sample: SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7
+seconds:
+  description: Seconds the check (and the wait) took.
+  returned: always
+  type: float
+  sample: 0.004
+listener:
+  description: Inodes of the listening sockets on the port when the module ended.
+  returned: always
+  type: list
+  elements: str
+  sample: ["4711"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._probe import (
+    listening_inodes,
+    probe_forward,
+    wait_for_tunnel,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            port=dict(type="int", required=True),
+            forward=dict(type="str", default="ssh"),
+            host=dict(type="str", default="127.0.0.1"),
+            wait=dict(type="bool", default=True),
+            timeout=dict(type="float", default=90.0),
+            replaced_listener=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not 1 <= params["port"] <= 65535:
+        module.fail_json(msg=f"port {params['port']} is not a TCP port (1-65535)")
+    if params["wait"]:
+        result, listener = wait_for_tunnel(params["port"], params["forward"], params["timeout"],
+                                           replaced=params["replaced_listener"], host=params["host"])
+    else:
+        listener = listening_inodes(params["port"])
+        result = probe_forward(params["forward"], params["port"], min(3.0, params["timeout"]), host=params["host"])
+    output = dict(changed=False, up=result.up, detail=result.detail, seconds=round(result.seconds, 3),
+                  listener=listener)
+    if params["wait"] and not result.up:
+        module.fail_json(msg=f"port {params['port']} on the hub does not lead to the spoke after "
+                             f"{params['timeout']:g} s: {result.detail}", **output)
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()

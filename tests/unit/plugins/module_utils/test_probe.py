@@ -1,0 +1,147 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The banner probe against real sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe as probe
+
+
+@contextmanager
+def server(behaviour):
+    """A loopback TCP server that runs ``behaviour(conn)`` for each connection; yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=lambda c=conn: _run(behaviour, c), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], listener
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _run(behaviour, conn):
+    try:
+        behaviour(conn)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def banner(text):
+    return lambda conn: (conn.sendall(text), time.sleep(0.5))
+
+
+def trickle(conn):
+    for _ in range(40):
+        conn.sendall(b"S")
+        time.sleep(0.25)
+
+
+def test_an_ssh_banner_is_up():
+    with server(banner(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")) as (port, _):
+        result = probe.probe_ssh(port, timeout=2)
+    assert result.up and result.detail == "SSH-2.0-OpenSSH_9.2p1 Debian"
+
+
+def test_a_port_that_closes_at_once_is_down():
+    with server(lambda conn: None) as (port, _):
+        result = probe.probe_ssh(port, timeout=2)
+    assert not result.up and result.detail == "no SSH banner"
+
+
+def test_nothing_listening_is_down():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    result = probe.probe_ssh(port, timeout=1)
+    assert not result.up
+
+
+def test_control_bytes_from_a_spoke_never_come_back():
+    evil = b"SSH-2.0-\x1b]0;pwned\x07\x1b[2Jx\r\n"
+    with server(banner(evil)) as (port, _):
+        result = probe.probe_ssh(port, timeout=2)
+    assert all(" " <= ch <= "~" for ch in result.detail)
+    assert "pwned" in result.detail and "\x1b" not in result.detail
+
+
+def test_a_trickling_port_is_cut_at_the_total_deadline():
+    with server(trickle) as (port, _):
+        start = time.monotonic()
+        result = probe.probe_ssh(port, timeout=1.0)
+        elapsed = time.monotonic() - start
+    assert not result.up
+    assert elapsed < 1.6, f"the probe ran {elapsed:.2f} s past a 1 s deadline"
+
+
+def test_a_silent_service_that_holds_the_connection_is_up():
+    with server(lambda conn: time.sleep(1.5)) as (port, _):
+        assert probe.probe_stream(port, timeout=2, settle=0.3).up
+
+
+def test_listening_inodes_finds_the_socket_and_changes_with_it():
+    with server(lambda conn: None) as (port, listener):
+        inode = str(os.fstat(listener.fileno()).st_ino)
+        assert probe.listening_inodes(port) == [inode]
+    assert probe.listening_inodes(port) == []
+
+
+def test_wait_ignores_the_replaced_session_until_a_new_one_holds_the_port():
+    with server(banner(b"SSH-2.0-old\r\n")) as (port, listener):
+        old = probe.listening_inodes(port)
+        start = time.monotonic()
+        result, held = probe.wait_for_tunnel(port, timeout=1.0, replaced=old, interval=0.1)
+        assert not result.up and held == old
+        assert "replaced session" in result.detail
+        assert time.monotonic() - start < 2.0
+        # without a session to ignore, the same port passes at once
+        result, _ = probe.wait_for_tunnel(port, timeout=1.0, interval=0.1)
+        assert result.up
+
+
+def test_the_module_waits_and_reports(collections_root):
+    with server(banner(b"SSH-2.0-spoke\r\n")) as (port, _):
+        out = _run_module(collections_root, {"port": port, "timeout": 3})
+        assert out["up"] is True and out["detail"] == "SSH-2.0-spoke" and out["changed"] is False
+        assert out["listener"]
+        down = _run_module(collections_root, {"port": port, "timeout": 0.6, "replaced_listener": out["listener"]})
+        assert down.get("failed") and "does not lead to the spoke" in down["msg"]
+        once = _run_module(collections_root, {"port": port, "wait": False, "replaced_listener": out["listener"]})
+        assert once["up"] is True and not once.get("failed")
+
+
+def _run_module(collections_root, args):
+    module = collections_root / "ansible_collections/hubspoke/revtunnel/plugins/modules/tunnel_probe.py"
+    python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, str(module)], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
+                          capture_output=True, text=True, timeout=30, check=False,
+                          env=dict(os.environ, PYTHONPATH=python_path))
+    return json.loads(proc.stdout)
