@@ -115,8 +115,8 @@ listener:
   sample: ["4711"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._probe import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._probe import (  # noqa: E402
     listening_inodes,
     probe_forward,
     wait_for_tunnel,

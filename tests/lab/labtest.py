@@ -11,6 +11,8 @@ import pytest
 import testinfra
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+import _spoke_registry  # noqa: E402  the collection's own registry reader, not a copy
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 
 
@@ -45,9 +47,21 @@ def hub():
     return lab_host(group("hub")[0])
 
 
+def registry_view(text):
+    """A registry file's content with "spokes" and a "ports" map ({spoke: {forward: port}}) for either version."""
+    document = json.loads(text)
+    spokes = _spoke_registry.spokes_from_document(document)
+    return {**document, "spokes": spokes, "ports": {name: entry["ports"] for name, entry in spokes.items()}}
+
+
+def read_registry(host):
+    """The registry of a hub (a testinfra host), as registry_view gives it."""
+    return registry_view(host.file(_spoke_registry.DEFAULT_PATH).content_string)
+
+
 @pytest.fixture(scope="session")
 def registry(hub):
-    return json.loads(hub.file("/var/lib/revtunnel/ports.json").content_string)
+    return read_registry(hub)
 
 
 def wait_for(check, timeout=15.0, step=0.3):

@@ -4,12 +4,12 @@ it back; lose one hub and still reach the spokes through the other.
 The tests run in order; all but the last leave the lab as they found it (all spokes present and up).
 """
 
-import json
 import re
 import subprocess
 import time
 
 from conftest import group, lab_host, run_playbook
+from labtest import read_registry
 
 SPOKE_A, SPOKE_B = "rt-d2-spoke-a", "rt-d2-spoke-b"
 POLLER = r"""
@@ -38,7 +38,7 @@ def hub_node(name=None):
 
 
 def ports(hub=None):
-    return json.loads(hub_node(hub).file("/var/lib/revtunnel/ports.json").content_string)["ports"]
+    return read_registry(hub_node(hub))["ports"]
 
 
 def trusted_lines(spoke, hub=None):

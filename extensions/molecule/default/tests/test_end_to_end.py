@@ -1,6 +1,7 @@
 """Through the whole lab: the operator lands on each spoke; the port module behaves through Ansible."""
 
 from conftest import group, lab_host, run_playbook
+from labtest import read_registry
 
 
 def test_operator_lands_on_each_spoke_through_the_hub_with_pinned_keys():
@@ -28,10 +29,7 @@ def test_operator_refuses_a_spoke_whose_host_key_is_not_the_pinned_one():
 
 def test_extra_forward_reaches_the_spokes_service():
     hub = lab_host(group("hub")[0])
-    registry = hub.file("/var/lib/revtunnel/ports.json").content_string
-    import json
-
-    ports = json.loads(registry)["ports"]
+    ports = read_registry(hub)["ports"]
     for spoke in group("spokes"):
         lab_host(spoke).run("systemd-run --unit lab-web --property=DynamicUser=yes "
                             "python3 -m http.server 8080 --bind 127.0.0.1 --directory /usr/share/doc")

@@ -4,7 +4,6 @@ from the spoke's own settings (the formulas are in docs/resilience.md).
 The tests run in order; each leaves every tunnel up. Faults hit both spokes (Debian 12 and 13) at once.
 """
 
-import json
 import os
 import re
 import statistics
@@ -17,6 +16,7 @@ from pathlib import Path
 import faults
 import pytest
 from conftest import ROOT, group
+from labtest import registry_view
 
 HUB = group("hub")[0]
 SPOKES = group("spokes")
@@ -48,7 +48,7 @@ time.sleep(seconds)
 
 
 def ports():
-    return json.loads(faults.sh(HUB, "cat /var/lib/revtunnel/ports.json"))["ports"]
+    return registry_view(faults.sh(HUB, "cat /var/lib/revtunnel/ports.json"))["ports"]
 
 
 def settings(spoke):
