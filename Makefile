@@ -35,7 +35,7 @@ test: lab
 	$(BIN)/pytest -p no:cacheprovider tests
 
 unit: venv
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/test_readme.py
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/test_docs.py
 
 lint: venv
 	$(BIN)/pytest -p no:cacheprovider tests/test_quality.py
