@@ -1,0 +1,61 @@
+"""Hostile inventory values stop the run in preflight, before any host changes.
+
+Each case runs the scenario's converge (site.yml) with one value an attacker who can edit the inventory, or
+an admin who pasted the wrong thing, could put in. The run must fail with a message that names the host and
+the variable, and no host may report a change; the hub's registry and authorized_keys stay byte for byte.
+"""
+
+import re
+
+import pytest
+import yaml
+from conftest import HUB, SPOKES, lab_host, run_playbook
+
+CONVERGE = "extensions/molecule/security/converge.yml"
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.M)
+
+
+def hub_state():
+    hub = lab_host(HUB)
+    return hub.file("/var/lib/revtunnel/ports.json").sha256sum, hub.file("/etc/ssh/revtunnel/authorized_keys").sha256sum
+
+
+def spoke_state(spoke):
+    node = lab_host(spoke)
+    return node.check_output(f"cat /etc/revtunnel/{HUB}.ssh_config; ls -l --time-style=+%s /var/lib/revtunnel")
+
+
+def run_with(tmp_path, *extra):
+    before = hub_state(), [spoke_state(s) for s in SPOKES]
+    proc = run_playbook(CONVERGE, *extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    changed = {host: int(n) for host, n in RECAP.findall(proc.stdout)}
+    assert changed and not any(changed.values()), f"a host changed before the run stopped: {changed}\n{out[-3000:]}"
+    assert (hub_state(), [spoke_state(s) for s in SPOKES]) == before
+    return out
+
+
+def test_a_forward_host_that_would_add_ssh_config_lines_is_refused(tmp_path):
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({"revtunnel_forwards": [
+        {"name": "web", "port": 8080, "host": "localhost:8080\n    PermitLocalCommand yes\n    LocalCommand id"}]}))
+    out = run_with(tmp_path, "-e", f"@{evil}")
+    assert "revtunnel_forwards" in out and SPOKES[0] in out, out[-3000:]
+
+
+def test_a_spoke_name_with_a_space_is_refused_before_the_spokes_are_touched(tmp_path):
+    extra = tmp_path / "extra.yml"
+    # A container that does not exist: if the run went past preflight, it could not touch anything here either.
+    absent = {"ansible_connection": "community.docker.docker", "ansible_host": "rt-sec-absent"}
+    extra.write_text(yaml.safe_dump({"spokes": {"hosts": {"lab pc-3": absent}}}))
+    out = run_with(tmp_path, "-i", str(extra))
+    assert "lab pc-3" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("value", ['192.0.2.0/24",command="id', "10.0.0.0/8\nssh-ed25519 AAAA", "a b"])
+def test_a_key_source_that_would_add_key_options_is_refused(tmp_path, value):
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({"revtunnel_key_from": [value]}))
+    out = run_with(tmp_path, "-e", f"@{evil}")
+    assert "revtunnel_key_from" in out, out[-3000:]
