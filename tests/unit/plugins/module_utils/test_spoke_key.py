@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The spoke's tunnel key, with the real ssh-keygen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError, ensure_key
+
+
+def run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_new_key_is_made_once_and_its_public_half_returned(tmp_path):
+    key = tmp_path / "id_ed25519"
+    first = ensure_key(str(key), run, comment="revtunnel pc-1")
+    assert first.changed and first.created and first.public_key.startswith("ssh-ed25519 AAAA")
+    assert (key.stat().st_mode & 0o777) == 0o600 and (tmp_path / "id_ed25519.pub").stat().st_mode & 0o777 == 0o644
+    again = ensure_key(str(key), run, comment="revtunnel pc-1")
+    assert not again.changed and not again.created and again.public_key == first.public_key
+
+
+def test_check_mode_makes_nothing(tmp_path):
+    key = tmp_path / "id_ed25519"
+    result = ensure_key(str(key), run, check_mode=True)
+    assert result.changed and result.public_key is None and not key.exists()
+
+
+def test_loose_modes_and_a_wrong_public_file_are_mended(tmp_path):
+    key = tmp_path / "id_ed25519"
+    made = ensure_key(str(key), run)
+    os.chmod(key, 0o644)
+    (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAAnotthekey other\n")
+    checked = ensure_key(str(key), run, check_mode=True)
+    assert checked.changed and (key.stat().st_mode & 0o777) == 0o644
+    mended = ensure_key(str(key), run)
+    assert mended.changed and not mended.created and mended.public_key == made.public_key
+    assert (key.stat().st_mode & 0o777) == 0o600
+    assert (tmp_path / "id_ed25519.pub").read_text().split()[:2] == made.public_key.split()
+
+
+def test_a_damaged_key_is_reported_not_replaced(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("not a key\n")
+    with pytest.raises(SpokeKeyError, match="cannot read the private key"):
+        ensure_key(str(key), run)
+    assert key.read_text() == "not a key\n"
