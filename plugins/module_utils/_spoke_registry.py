@@ -420,6 +420,12 @@ def _entry_json(entry):
     return json.dumps(ordered, separators=(", ", ": "))
 
 
+def _range_json(stored_range):
+    if stored_range is None:
+        return "null"
+    return f'{{"start": {json.dumps(stored_range["start"])}, "end": {json.dumps(stored_range["end"])}}}'
+
+
 def serialize_document(spokes, stored_range, updated):
     """Registry version 2 as bytes: sorted, one spoke per line, so a change is a one-line diff."""
     lines = [f"    {json.dumps(name)}: {_entry_json(spokes[name])}" for name in sorted(spokes)]
@@ -427,7 +433,7 @@ def serialize_document(spokes, stored_range, updated):
     text = (
         "{\n"
         f'  "version": {REGISTRY_VERSION},\n'
-        f'  "range": {json.dumps(stored_range, sort_keys=True)},\n'
+        f'  "range": {_range_json(stored_range)},\n'
         f'  "updated": {json.dumps(updated)},\n'
         f'  "spokes": {body}\n'
         "}\n"
