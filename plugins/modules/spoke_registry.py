@@ -341,7 +341,7 @@ def main():
                     port=dict(type="int"),
                     forwards=dict(type="list", elements="raw", default=[]),
                     key=dict(type="str", no_log=False),
-                    key_from=dict(type="list", elements="str"),
+                    key_from=dict(type="list", elements="str", no_log=False),
                 ),
             ),
             trust=_key_change_spec(),
