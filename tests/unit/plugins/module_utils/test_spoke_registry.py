@@ -510,7 +510,7 @@ def test_concurrent_writers_lose_nothing(paths):
     for child in children:
         child.start()
     seen = {}
-    for _ in children:
+    for _child in children:
         reply = results.get(timeout=120)
         assert "error" not in reply, reply["error"]
         seen.update(reply)
