@@ -120,7 +120,8 @@ def test_rotation_through_the_module(run_module, files):
     [
         ({"name": "lab pc"}, "rename the host in the inventory"),
         ({"name": "a", "key_from": ['x",command="sh']}, "revtunnel_key_from"),
-        ({"name": "a", "forwards": [{"name": "rdp", "port": 3389, "host": "h\nProxyCommand sh"}]}, "revtunnel_forwards"),
+        ({"name": "a", "forwards": [{"name": "rdp", "port": 3389, "host": "h\nProxyCommand sh"}]},
+         "revtunnel_forwards"),
         ({"name": "a", "port": 1}, "revtunnel_port"),
         ({"name": "a", "key": "ssh-ed25519 nope"}, "spoke a: the spoke's public key"),
     ],
@@ -147,7 +148,8 @@ def test_os_error_carries_a_traceback(run_module, tmp_path):
 
 
 def _docs():
-    tree = ast.parse(open(MODULE_PATH, encoding="utf-8").read())
+    with open(MODULE_PATH, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
     return {
         node.targets[0].id: node.value.value
         for node in tree.body
