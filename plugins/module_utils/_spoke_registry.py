@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import json
@@ -172,30 +173,38 @@ def normalize_key(key, where):
     return f"{key_type} {data}"
 
 
-def _validate_from_pattern(pattern, where):
-    if not isinstance(pattern, str) or not pattern:
-        raise _error(f"{where}: revtunnel_key_from entries must be non-empty strings, got {pattern!r}")
+@functools.lru_cache(maxsize=4096)
+def _from_pattern_problem(pattern):
+    """What is wrong with one from= pattern, or None; cached: a lab repeats its networks per spoke."""
     body = pattern[1:] if pattern.startswith("!") else pattern
-    if not _printable(body) or any(ch in body for ch in ',"\'\\'):
-        raise _error(
-            f"{where}: revtunnel_key_from entry {pattern!r} is not an sshd from= pattern: no commas, quotes, "
-            "spaces or control characters; give one address, network or host name pattern per entry"
+    if not body or not _printable(body) or any(ch in body for ch in ',"\'\\'):
+        return (
+            "is not an sshd from= pattern: no commas, quotes, spaces or control characters; "
+            "give one address, network or host name pattern per entry"
         )
     if ":" in body or "/" in body:
         try:
             ipaddress.ip_network(body, strict=True)
         except ValueError as exc:
-            raise _error(
-                f"{where}: revtunnel_key_from entry {pattern!r} is not an address or network ({exc}); "
+            return (
+                f"is not an address or network ({exc}); "
                 "write networks like 192.0.2.0/24 or 2001:db8::/32, with the host bits zero"
-            ) from None
-        return
+            )
+        return None
     if len(body) > 253 or not _HOST_PATTERN_RE.match(body):
-        raise _error(
-            f"{where}: revtunnel_key_from entry {pattern!r} is not an sshd from= pattern: use an address "
-            "(10.1.2.3), a network (192.0.2.0/24), a host name (host.example.org) or a wildcard "
-            "(*.lab.example.org), optionally negated with a leading '!'"
+        return (
+            "is not an sshd from= pattern: use an address (10.1.2.3), a network (192.0.2.0/24), a host name "
+            "(host.example.org) or a wildcard (*.lab.example.org), optionally negated with a leading '!'"
         )
+    return None
+
+
+def _validate_from_pattern(pattern, where):
+    if not isinstance(pattern, str) or not pattern:
+        raise _error(f"{where}: revtunnel_key_from entries must be non-empty strings, got {pattern!r}")
+    problem = _from_pattern_problem(pattern)
+    if problem:
+        raise _error(f"{where}: revtunnel_key_from entry {pattern!r} {problem}")
 
 
 def normalize_key_from(patterns, where):
@@ -639,10 +648,14 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
     # one-time import at upgrade: authorized_keys not yet generated from the registry
     if keys_raw is not None and (version == 1 or not keys_raw.startswith(GENERATED_MARK.encode())):
         given = {spoke.name for spoke in request.spokes or () if getattr(spoke, "key", None) is not None}
+        owned = {key for entry in spokes.values() for key in entry["keys"]}
         for name, keys in keys_in_authorized_keys(keys_raw.decode("utf-8", "replace")).items():
             entry = spokes.get(name)
-            if entry is not None and not entry["keys"] and name not in given:
-                entry["keys"] = keys[:MAX_KEYS]
+            # best effort: a key that another spoke already holds is not imported twice
+            keys = [key for key in keys if key not in owned][:MAX_KEYS]
+            if entry is not None and not entry["keys"] and name not in given and keys:
+                entry["keys"] = keys
+                owned.update(keys)
                 result.imported.append(name)
 
     _apply_changes(spokes, request)

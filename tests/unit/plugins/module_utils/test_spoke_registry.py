@@ -148,6 +148,14 @@ def test_v1_migration_in_check_mode_reports_and_writes_nothing(paths):
     assert sorted(os.listdir(registry.parent)) == files_before
 
 
+def test_import_skips_a_key_that_another_spoke_holds(paths):
+    registry, keys = paths
+    write_v1(paths, {"a": {"ssh": 10000}, "b": {"ssh": 10001}})
+    keys.write_text(f"restrict {bare(KEY_A)} a\nrestrict {bare(KEY_A)} b\n")
+    result = sync(paths, [{"name": "a"}, {"name": "b"}])
+    assert result.imported == ["a"] and result.spokes["b"]["keys"] == []
+
+
 def test_a_generated_authorized_keys_is_never_a_source_of_keys(paths):
     registry, keys = paths
     sync(paths, [{"name": "a"}])
