@@ -645,8 +645,8 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
         spokes = synced
         stored_range = {"end": range_end, "start": range_start}
 
-    # one-time import at upgrade: authorized_keys not yet generated from the registry
-    if keys_raw is not None and (version == 1 or not keys_raw.startswith(GENERATED_MARK.encode())):
+    # one-time import: at the upgrade (v1, or a file not generated yet) or when the registry was lost
+    if keys_raw is not None and (raw is None or version == 1 or not keys_raw.startswith(GENERATED_MARK.encode())):
         given = {spoke.name for spoke in request.spokes or () if getattr(spoke, "key", None) is not None}
         owned = {key for entry in spokes.values() for key in entry["keys"]}
         for name, keys in keys_in_authorized_keys(keys_raw.decode("utf-8", "replace")).items():

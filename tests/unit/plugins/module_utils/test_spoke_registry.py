@@ -148,6 +148,15 @@ def test_v1_migration_in_check_mode_reports_and_writes_nothing(paths):
     assert sorted(os.listdir(registry.parent)) == files_before
 
 
+def test_a_lost_registry_gets_the_keys_back_from_authorized_keys(paths):
+    registry, keys = paths
+    sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
+    registry.unlink()
+    result = sync(paths, [{"name": "a"}, {"name": "b", "key": KEY_C}])
+    assert result.imported == ["a"]
+    assert result.spokes["a"]["keys"] == [bare(KEY_A)] and result.spokes["b"]["keys"] == [bare(KEY_C)]
+
+
 def test_import_skips_a_key_that_another_spoke_holds(paths):
     registry, keys = paths
     write_v1(paths, {"a": {"ssh": 10000}, "b": {"ssh": 10001}})
