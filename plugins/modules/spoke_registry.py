@@ -194,7 +194,7 @@ EXAMPLES = r"""
     prune: true
     spokes:
       - name: lab-pc-1
-        key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3RrZXl0ZXN0a2V5dGVzdGtleXRlc3RrZXk1 revtunnel@lab-pc-1
+        key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJ8GyH08cSJko4UJtzNea43GBrElfufUeqaXKiIcC40 revtunnel@lab-pc-1
         key_from: [192.0.2.0/24]
       - name: lab-pc-2
         port: 10005
