@@ -341,6 +341,8 @@ def normalize_spokes(spokes, range_start, range_end):
                 )
             pinned_by[pin] = name
         key = spoke.get("key")
+        if isinstance(key, str) and not key.strip():
+            key = None  # "" from a template's default(''): no key in this run
         if key is not None:
             key = normalize_key(key, f"{where}: the spoke's public key (key)")
         key_from = normalize_key_from(spoke.get("key_from"), where)

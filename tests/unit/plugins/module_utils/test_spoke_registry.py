@@ -201,8 +201,8 @@ def test_port_allocation_keeps_the_keys_and_patterns_of_a_v2_registry(paths):
 def test_sync_replaces_keys_and_omitted_keys_are_kept(paths):
     first = sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
     assert first.keys_added == sorted(f"{n} {sr.key_fingerprint(k)}" for n, k in (("a", KEY_A), ("b", KEY_B)))
-    # b cannot be reached this run: no key given, it keeps its key
-    second = sync(paths, [{"name": "a", "key": KEY_C}, {"name": "b"}])
+    # b cannot be reached this run: no key given (or an empty one), it keeps its key
+    second = sync(paths, [{"name": "a", "key": KEY_C}, {"name": "b", "key": ""}])
     assert second.spokes["a"]["keys"] == [bare(KEY_C)]
     assert second.spokes["b"]["keys"] == [bare(KEY_B)]
     assert second.keys_added == [f"a {sr.key_fingerprint(KEY_C)}"]
