@@ -5,8 +5,10 @@
 """Port registry for reverse tunnels: validation, allocation and safe storage.
 
 Pure Python with no Ansible import, so it can be unit-tested and benchmarked on
-its own. The module ``hubspoke.revtunnel.port_allocation`` is a thin wrapper
-around :func:`allocate_ports`. The on-disk format is described in
+its own. The registry's one writer is ``_spoke_registry.sync_registry`` (module
+``hubspoke.revtunnel.spoke_registry``); it uses the validation, allocation, lock and
+atomic write of this file. :func:`allocate_ports` is the ports-only entry point of
+``hubspoke.revtunnel.port_allocation``. The on-disk format is described in
 ``docs/registry-format.md``.
 """
 
@@ -23,7 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-REGISTRY_VERSION = 1
+REGISTRY_VERSION_V1 = 1
+READABLE_VERSIONS = (1, 2)
 DEFAULT_PATH = "/var/lib/revtunnel/ports.json"
 DEFAULT_RANGE_START = 10000
 DEFAULT_RANGE_END = 10999
@@ -100,12 +103,14 @@ def validate_range(range_start, range_end):
     if range_start > range_end:
         raise PortRegistryError(
             f"range_start ({range_start}) is greater than range_end ({range_end}): "
-            "swap them so that range_start is the lowest port of the range"
+            "swap them so that range_start is the lowest port of the range "
+            "(revtunnel_port_range_start, revtunnel_port_range_end)"
         )
     if range_start < PORT_FLOOR or range_end > PORT_CEILING:
         raise PortRegistryError(
             f"port range {range_start}-{range_end} is outside {PORT_FLOOR}-{PORT_CEILING}: "
-            "choose unprivileged ports, for example 10000-10999"
+            "choose unprivileged ports, for example 10000-10999 "
+            "(revtunnel_port_range_start, revtunnel_port_range_end)"
         )
 
 
@@ -175,11 +180,13 @@ def normalize_spokes(spokes, range_start, range_end):
             if not range_start <= pin <= range_end:
                 raise PortRegistryError(
                     f"port {pin} pinned for {name} is outside the port range {range_start}-{range_end}: "
-                    "pin a port inside the range or widen the range"
+                    "pin a port inside the range or widen the range (revtunnel_port, "
+                    "revtunnel_port_range_start, revtunnel_port_range_end)"
                 )
             if pin in pinned_by:
                 raise PortRegistryError(
-                    f"port {pin} is pinned for both {pinned_by[pin]} and {name}: pin each port for one spoke only"
+                    f"port {pin} is pinned for both {pinned_by[pin]} and {name}: "
+                    "pin each port for one spoke only (revtunnel_port)"
                 )
             pinned_by[pin] = name
         requests.append(SpokeRequest(name=name, forwards=forwards, pin=pin))
@@ -229,8 +236,8 @@ def _untouched_hint(path):
     return f"the file was left untouched: restore it from {path}.bak or move it aside to start a new registry"
 
 
-def parse_registry(raw, path):
-    """Parse registry bytes into (ports map, stored range or None); raise on anything unexpected."""
+def load_document(raw, path):
+    """Parse registry bytes into a dict of a readable version; raise on anything else."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -238,15 +245,40 @@ def parse_registry(raw, path):
     if not isinstance(data, dict) or "version" not in data:
         raise PortRegistryError(f"registry {path} is not a port registry (no 'version' key); {_untouched_hint(path)}")
     version = data["version"]
-    if not _is_int(version) or version != REGISTRY_VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
         raise PortRegistryError(
-            f"registry {path} has format version {version!r} but this collection reads version "
-            f"{REGISTRY_VERSION} only; upgrade hubspoke.revtunnel, or move the file aside to start a new registry "
+            f"registry {path} has format version {version!r} but this collection reads version 1 or 2 only; "
+            "upgrade hubspoke.revtunnel, or move the file aside to start a new registry "
             "(the file was left untouched)"
         )
-    ports_in = data.get("ports")
-    if not isinstance(ports_in, dict):
-        raise PortRegistryError(f"registry {path} has no 'ports' object; {_untouched_hint(path)}")
+    return data
+
+
+def stored_range_of(data):
+    """The informational {"start", "end"} of a parsed registry, or None."""
+    stored_range = data.get("range")
+    if isinstance(stored_range, dict):
+        return {"start": stored_range.get("start"), "end": stored_range.get("end")}
+    return None
+
+
+def ports_of_document(data, path):
+    """{spoke: {forward: port}} of a version 1 or 2 document, validated; ports are unique."""
+    if data["version"] == REGISTRY_VERSION_V1:
+        ports_in = data.get("ports")
+        if not isinstance(ports_in, dict):
+            raise PortRegistryError(f"registry {path} has no 'ports' object; {_untouched_hint(path)}")
+    else:
+        spokes_in = data.get("spokes")
+        if not isinstance(spokes_in, dict):
+            raise PortRegistryError(f"registry {path} has no 'spokes' object; {_untouched_hint(path)}")
+        ports_in = {}
+        for name, entry in spokes_in.items():
+            if not isinstance(entry, dict):
+                raise PortRegistryError(
+                    f"registry {path}: entry {name!r} must be an object with 'ports'; {_untouched_hint(path)}"
+                )
+            ports_in[name] = entry.get("ports")
     ports = {}
     owner = {}
     for name, forwards in ports_in.items():
@@ -266,12 +298,13 @@ def parse_registry(raw, path):
         except PortRegistryError as exc:
             raise PortRegistryError(f"{exc}; {_untouched_hint(path)}") from None
         ports[name] = dict(forwards)
-    stored_range = data.get("range")
-    if isinstance(stored_range, dict):
-        stored_range = {"start": stored_range.get("start"), "end": stored_range.get("end")}
-    else:
-        stored_range = None
-    return ports, stored_range
+    return ports
+
+
+def parse_registry(raw, path):
+    """Parse registry bytes (version 1 or 2) into (ports map, stored range or None)."""
+    data = load_document(raw, path)
+    return ports_of_document(data, path), stored_range_of(data)
 
 
 def read_registry(path):
@@ -294,11 +327,15 @@ def format_ports(ports):
 
 
 def serialize_registry(ports, range_start, range_end, updated):
-    """The registry file content, version 1 (see docs/registry-format.md)."""
+    """A version 1 registry file, as collection versions before the spoke registry wrote it.
+
+    Nothing writes version 1 any more (see _spoke_registry.serialize_document); this stays so
+    that tests and tools can make the file an upgrade starts from.
+    """
     body = format_ports(ports).replace("\n", "\n  ")
     text = (
         "{\n"
-        f'  "version": {REGISTRY_VERSION},\n'
+        f'  "version": {REGISTRY_VERSION_V1},\n'
         f'  "range": {{"start": {range_start}, "end": {range_end}}},\n'
         f'  "updated": {json.dumps(updated)},\n'
         f'  "ports": {body}\n'
@@ -351,12 +388,13 @@ def plan_allocation(current, requests, range_start, range_end, listening, prune)
         if pin in owner:
             raise PortRegistryError(
                 f"port {pin} pinned for {name} is registered to {owner[pin]}: "
-                f"pin another port for {name}, or release or re-pin {owner[pin]} first"
+                f"pin another port for {name} (revtunnel_port), or release or re-pin {owner[pin]} first"
             )
         if pin in listening and existing.get((name, forward)) != pin:
             raise PortRegistryError(
                 f"port {pin} pinned for {name} is already in use on this host by another program "
-                "(a LISTEN socket that is not this spoke's tunnel): pin a free port or stop that program"
+                "(a LISTEN socket that is not this spoke's tunnel): pin a free port (revtunnel_port) "
+                "or stop that program"
             )
         final.setdefault(name, {})[forward] = pin
         owner[pin] = label
@@ -377,8 +415,8 @@ def plan_allocation(current, requests, range_start, range_end, listening, prune)
         raise PortRegistryError(
             f"port range {range_start}-{range_end} is too small: {count} a new port "
             f"({len(taken) + len(needing)} ports needed in all) but only {free} of its {size} ports are free "
-            f"({len(taken)} registered, {len(busy)} in use by other programs); widen the range, "
-            "or release unlisted entries with prune"
+            f"({len(taken)} registered, {len(busy)} in use by other programs); widen the range "
+            "(revtunnel_port_range_start, revtunnel_port_range_end), or release unlisted entries with prune"
         )
 
     added = []
@@ -413,8 +451,8 @@ def plan_allocation(current, requests, range_start, range_end, listening, prune)
 # --- storage -------------------------------------------------------------------
 
 
-def ensure_parent_dir(path):
-    """Create missing parent directories with mode 0750 (not subject to umask)."""
+def ensure_parent_dir(path, mode=DIR_MODE):
+    """Create missing parent directories with ``mode``, 0750 by default (not subject to umask)."""
     parent = os.path.dirname(os.path.abspath(path))
     missing = []
     while not os.path.isdir(parent):
@@ -422,12 +460,12 @@ def ensure_parent_dir(path):
         parent = os.path.dirname(parent)
     for directory in reversed(missing):
         try:
-            os.mkdir(directory, DIR_MODE)
+            os.mkdir(directory, mode)
         except FileExistsError:
             if not os.path.isdir(directory):
                 raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", directory) from None
             continue  # another run made it between our check and mkdir
-        os.chmod(directory, DIR_MODE)
+        os.chmod(directory, mode)
 
 
 def _fsync_dir(directory):
@@ -453,20 +491,22 @@ def remove_stale_temp_files(path):
                 os.unlink(os.path.join(directory, entry))
 
 
-def atomic_write(path, data, like=None):
+def atomic_write(path, data, like=None, mode=FILE_MODE, owner=None):
     """Write bytes to path through a temp file in the same directory, fsync, os.replace.
 
-    ``like`` is an os.stat_result whose owner the new file takes (best effort).
-    The caller fsyncs the directory afterwards.
+    ``like`` is an os.stat_result whose owner the new file takes (best effort);
+    ``owner`` is a (uid, gid) that wins over ``like``. The caller fsyncs the directory afterwards.
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, temp_path = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
+    if owner is None and like is not None:
+        owner = (like.st_uid, like.st_gid)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
-            if like is not None:
+            os.fchmod(handle.fileno(), mode)
+            if owner is not None:
                 with contextlib.suppress(PermissionError):
-                    os.fchown(handle.fileno(), like.st_uid, like.st_gid)
+                    os.fchown(handle.fileno(), *owner)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -516,37 +556,7 @@ def registry_lock(path, timeout=LOCK_TIMEOUT):
         os.close(fd)
 
 
-# --- the one entry point ------------------------------------------------------------
-
-
-def _document(ports, stored_range):
-    return {"version": REGISTRY_VERSION, "range": stored_range, "ports": ports}
-
-
-def _allocate_locked(path, requests, range_start, range_end, prune, check_mode, listening_ports,
-                     proc_net_paths, updated):
-    raw = read_registry(path)
-    if raw is None:
-        current, stored_range = {}, None
-    else:
-        current, stored_range = parse_registry(raw, path)
-    listening = read_listening_ports(proc_net_paths) if listening_ports is None else set(listening_ports)
-    plan = plan_allocation(current, requests, range_start, range_end, listening, prune)
-
-    new_range = {"start": range_start, "end": range_end}
-    before = _document(current, stored_range) if raw is not None else None
-    after = _document(plan.ports, new_range)
-    changed = before != after
-    result = AllocationResult(
-        path=path, ports=plan.ports, added=plan.added, released=plan.released, moved=plan.moved,
-        changed=changed, before=current, after=plan.ports,
-    )
-    if changed and not check_mode:
-        remove_stale_temp_files(path)
-        data = serialize_registry(plan.ports, range_start, range_end, updated or utc_timestamp())
-        result.backup_file = write_registry(path, data, previous=raw)
-        result.written = True
-    return result
+# --- the ports-only entry point -------------------------------------------------------
 
 
 def allocate_ports(path=DEFAULT_PATH, spokes=(), range_start=DEFAULT_RANGE_START, range_end=DEFAULT_RANGE_END,
@@ -554,21 +564,26 @@ def allocate_ports(path=DEFAULT_PATH, spokes=(), range_start=DEFAULT_RANGE_START
                    lock_timeout=LOCK_TIMEOUT, updated=None):
     """Validate, allocate under the registry lock, and write the registry if it changed.
 
+    The ports-only view of ``_spoke_registry.sync_registry``: the registry is written as
+    version 2, the keys it holds are kept, authorized_keys is not touched.
     In check mode nothing is created or written and no lock is taken (writers
     replace the file atomically, so an unlocked read still sees a whole file).
     ``listening_ports`` overrides reading ``proc_net_paths``; ``updated``
     overrides the timestamp. Raises PortRegistryError for bad input and OSError
     for I/O failures.
     """
+    # imported here: _spoke_registry imports this file at its top
+    from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _spoke_registry
+
     validate_range(range_start, range_end)
     requests = normalize_spokes(spokes, range_start, range_end)
-    if not path or not isinstance(path, str):
-        raise PortRegistryError(f"path must be a file path, got {path!r}")
-    if os.path.isdir(path):
-        raise PortRegistryError(f"path {path} is a directory: give the registry file, for example {DEFAULT_PATH}")
-    args = (path, requests, range_start, range_end, prune, check_mode, listening_ports, proc_net_paths, updated)
-    if check_mode:
-        return _allocate_locked(*args)
-    ensure_parent_dir(path)
-    with registry_lock(path, timeout=lock_timeout):
-        return _allocate_locked(*args)
+    outcome = _spoke_registry.run_transaction(
+        path, _spoke_registry.Request(spokes=tuple(requests)), range_start=range_start, range_end=range_end,
+        prune=prune, check_mode=check_mode, listening_ports=listening_ports, proc_net_paths=proc_net_paths,
+        lock_timeout=lock_timeout, updated=updated,
+    )
+    return AllocationResult(
+        path=outcome.path, ports=outcome.ports, added=outcome.added, released=outcome.released,
+        moved=outcome.moved, changed=outcome.registry_changed, before=outcome.ports_before,
+        after=outcome.ports, written=outcome.written, backup_file=outcome.backup_file,
+    )

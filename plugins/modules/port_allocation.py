@@ -22,21 +22,28 @@ description:
   - An entry's port moves only when O(spokes[].port) pins it elsewhere, or when its port is
     outside a new O(range_start)-O(range_end). Such moves are listed in RV(moved).
   - >-
-    The registry is versioned JSON at O(path). Version 1 looks like
-    C({"version": 1, "range": {"start": 10000, "end": 10999}, "updated": "2025-01-31T12:00:00Z",
-    "ports": {"lab-pc-1": {"ssh": 10000}, "lab-pc-2": {"rdp": 10001, "ssh": 10005}}}).
-    C(updated) is the UTC time of the last write. See C(docs/registry-format.md) in the collection.
-  - The registry is rewritten only when its ports or range change. The write goes to a temporary
-    file in the same directory, which is fsynced and then renamed over O(path), and the directory
-    is fsynced. The previous version is kept as C(<path>.bak). Files are created with mode
-    C(0640), and a missing parent directory with mode C(0750).
+    The registry is versioned JSON at O(path), shared with M(hubspoke.revtunnel.spoke_registry),
+    which also records each spoke's trusted keys. This module writes version 2, for example
+    C({"version": 2, "range": {"start": 10000, "end": 10999}, "updated": "2025-01-31T12:00:00Z",
+    "spokes": {"lab-pc-1": {"ports": {"ssh": 10000}, "keys": [], "key_from": []}}}).
+    It reads version 1 (C("ports": {"lab-pc-1": {"ssh": 10000}})) and migrates it on its first
+    write without moving any port. It never changes the keys or C(from=) patterns a spoke holds,
+    and never touches C(authorized_keys). C(updated) is the UTC time of the last write. See
+    C(docs/registry-format.md) in the collection.
+  - This module is the ports-only view of M(hubspoke.revtunnel.spoke_registry), kept for existing
+    playbooks. New playbooks should use M(hubspoke.revtunnel.spoke_registry).
+  - The registry is rewritten only when its ports or range change, or to migrate a version 1
+    file. The write goes to a temporary file in the same directory, which is fsynced and then
+    renamed over O(path), and the directory is fsynced. The previous version is kept as
+    C(<path>.bak). Files are created with mode C(0640), and a missing parent directory with mode
+    C(0750).
   - Runs that overlap are serialized by an exclusive C(flock) on C(<path>.lock), held across read,
     allocation and write, so two runs at once never give one port to two entries. Do not delete
     the lock file while a run may be going on.
   - Bad input fails before anything is written and leaves the registry untouched. A registry
     that is not valid JSON or has an unknown version is never overwritten.
 author:
-  - hubspoke.revtunnel developers
+  - hubspoke.revtunnel developers (@hubspoke)
 options:
   path:
     description:
@@ -88,7 +95,7 @@ options:
     description:
       - When V(true), release every registry entry that O(spokes) does not list, that is a spoke
         that is missing, or a forward that a listed spoke no longer names. Released entries are
-        reported in RV(released).
+        reported in RV(released). A released spoke loses its trusted keys too.
       - When V(false), keep unlisted entries and their ports. They are returned in RV(ports).
     type: bool
     default: false
@@ -124,6 +131,8 @@ notes:
     registry belongs to the hub.
   - The registry is keyed by spoke name. When you rename a spoke in the inventory, it gets a
     new port, and with O(prune=true) the old name's port is released.
+seealso:
+  - module: hubspoke.revtunnel.spoke_registry
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - action_common_attributes.files

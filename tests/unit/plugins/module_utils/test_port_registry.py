@@ -18,6 +18,7 @@ import time
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _port_registry as pr
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_registry import read_spokes
 
 NO_LISTEN = frozenset()
 
@@ -43,6 +44,11 @@ def snapshot(path):
     """Bytes and stat of a registry, to prove a failed run did not touch it."""
     st = os.stat(path)
     return path.read_bytes(), st.st_ino, st.st_mtime_ns
+
+
+def ports_on_disk(path):
+    """{spoke: {forward: port}} of the registry file, whatever its version."""
+    return {name: entry["ports"] for name, entry in read_spokes(str(path)).items()}
 
 
 def temp_leftovers(path):
@@ -72,7 +78,7 @@ def test_stable_under_reordering(registry):
     first = run(registry, spokes)
     before = registry.read_bytes()
     rng = random.Random(7)  # noqa: S311 - a seeded shuffle, not a secret
-    for _ in range(10):
+    for _round in range(10):
         rng.shuffle(spokes)
         again = run(registry, spokes)
         assert again.ports == first.ports
@@ -108,7 +114,7 @@ def test_prune_false_keeps_unlisted_entries(registry):
     assert result.added == ["c/ssh"]
     # b and a's rdp are kept, so c takes the next free port
     assert result.ports == {"a": {"ssh": 10000, "rdp": 10001}, "b": {"ssh": 10002}, "c": {"ssh": 10003}}
-    assert json.loads(registry.read_text())["ports"] == result.ports
+    assert ports_on_disk(registry) == result.ports
 
 
 def test_prune_true_releases_unlisted_spokes_and_forwards(registry):
@@ -351,7 +357,8 @@ def test_validation_error_creates_nothing(registry):
         (b"\xff\xfe", "is not valid JSON"),
         (b"[1, 2]", "is not a port registry"),
         (b'{"ports": {}}', "is not a port registry"),
-        (b'{"version": 2, "ports": {}}', "has format version 2"),
+        (b'{"version": 2, "ports": {}}', "has no 'spokes' object"),
+        (b'{"version": 2, "spokes": {"a": {"ports": {"ssh": 10000}, "keys": ["ssh-ed25519 x"]}}}', "not valid base64"),
         (b'{"version": "1", "ports": {}}', "has format version '1'"),
         (b'{"version": 1}', "has no 'ports' object"),
         (b'{"version": 1, "ports": {"a": {"ssh": 10000}, "b": {"ssh": 10000}}}', "gives port 10000 to both a/ssh"),
@@ -385,7 +392,7 @@ def test_unknown_version_message_says_what_to_do(registry):
     registry.write_text('{"version": 9, "ports": {}}')
     with pytest.raises(pr.PortRegistryError) as err:
         run(registry, names("a"))
-    assert "upgrade hubspoke.revtunnel" in str(err.value) and "version 1" in str(err.value)
+    assert "upgrade hubspoke.revtunnel" in str(err.value) and "version 1 or 2" in str(err.value)
 
 
 def test_path_that_is_a_directory(tmp_path):
@@ -434,8 +441,8 @@ def test_files_modes_backup_and_format(tmp_path):
     assert not os.path.exists(str(path) + ".bak")
     first = path.read_bytes()
     assert json.loads(first) == {
-        "version": 1, "range": {"start": 10000, "end": 10999}, "updated": "2025-01-01T00:00:00Z",
-        "ports": {"a": {"ssh": 10000}},
+        "version": 2, "range": {"start": 10000, "end": 10999}, "updated": "2025-01-01T00:00:00Z",
+        "spokes": {"a": {"ports": {"ssh": 10000}, "keys": [], "key_from": []}},
     }
 
     result = run(path, names("a", "b"))
@@ -510,7 +517,7 @@ def test_killed_between_temp_file_and_rename_leaves_old_registry_whole(registry)
     child.join(30)
     assert child.exitcode == -signal.SIGKILL
     assert registry.read_bytes() == before
-    assert json.loads(before)["ports"] == {"a": {"ssh": 10000}, "b": {"ssh": 10001}}
+    assert ports_on_disk(registry) == {"a": {"ssh": 10000}, "b": {"ssh": 10001}}
     # the dead child's fsynced temp file is still there, with the new content
     leftovers = temp_leftovers(registry)
     assert len(leftovers) == 1
@@ -555,7 +562,7 @@ def test_concurrent_runs_never_share_or_lose_a_port(registry):
     for child in children:
         child.start()
     seen = {}
-    for _ in children:
+    for _child in children:
         reply = results.get(timeout=60)
         assert "error" not in reply, reply["error"]
         seen.update(reply)
@@ -563,7 +570,7 @@ def test_concurrent_runs_never_share_or_lose_a_port(registry):
         child.join(30)
         assert child.exitcode == 0
 
-    final = json.loads(registry.read_text())["ports"]
+    final = ports_on_disk(registry)
     assert len(final) == WORKERS * ROUNDS * SPOKES_PER_ROUND
     ports = [forwards["ssh"] for forwards in final.values()]
     assert len(set(ports)) == len(ports)

@@ -74,7 +74,8 @@ def test_apply_then_idempotent_with_diff(run_module, registry):
     assert "diff" not in first
     assert "backup_file" not in first
     on_disk = json.loads(registry.read_text())
-    assert on_disk["version"] == 1 and on_disk["ports"] == first["ports"]
+    assert on_disk["version"] == 2
+    assert {name: entry["ports"] for name, entry in on_disk["spokes"].items()} == first["ports"]
 
     for check_mode in (True, False):
         rc, again = run_module(base_args(registry), check_mode=check_mode, diff=True)
