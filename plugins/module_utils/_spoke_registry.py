@@ -124,6 +124,7 @@ _BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 _SPOKE_FIELDS = frozenset(("name", "port", "forwards", "key", "key_from"))
 _FORWARD_FIELDS = frozenset(("name", "port", "host"))
 _CHANGE_FIELDS = frozenset(("name", "key"))
+_TRUST_FIELDS = frozenset(("name", "key", "current"))
 
 
 def _error(message):
@@ -294,11 +295,16 @@ class SpokeInput:
 
 @dataclass(frozen=True)
 class Request:
-    """A validated run: ``spokes`` None means no sync (trust/forget only)."""
+    """A validated run: ``spokes`` None means no sync (trust/forget only).
+
+    ``current`` maps a spoke to the key it holds now, given with a trust: after the run it trusts exactly
+    that key and the trusted one, so the next key of a rotation cut short never piles up as a third.
+    """
 
     spokes: tuple | None = None
     trust: tuple = ()
     forget: tuple = ()
+    current: tuple = ()
 
 
 def normalize_spokes(spokes, range_start, range_end):
@@ -350,8 +356,8 @@ def normalize_spokes(spokes, range_start, range_end):
     return tuple(result)
 
 
-def normalize_changes(changes, option):
-    """Validate ``trust`` or ``forget``: a tuple of (name, key line)."""
+def normalize_changes(changes, option, fields=_CHANGE_FIELDS):
+    """Validate ``trust`` or ``forget``: a tuple of (name, key line, current key line or None)."""
     if changes is None:
         return ()
     if not isinstance(changes, (list, tuple)):
@@ -359,11 +365,16 @@ def normalize_changes(changes, option):
     result = []
     for index, change in enumerate(changes, start=1):
         where = f"{option} #{index}"
-        if not isinstance(change, dict) or set(change) - _CHANGE_FIELDS:
-            raise _error(f"{where} must be a dict with exactly 'name' and 'key', got {change!r}")
+        if not isinstance(change, dict) or set(change) - fields:
+            raise _error(f"{where} must be a dict with {', '.join(sorted(fields))}, got {change!r}")
         validate_inventory_name(change.get("name"), where)
         key = normalize_key(change.get("key"), f"{option} for spoke {change['name']}")
-        result.append((change["name"], key))
+        current = change.get("current")
+        if current not in (None, ""):
+            current = normalize_key(current, f"{option} (current) for spoke {change['name']}")
+        else:
+            current = None
+        result.append((change["name"], key, current))
     return tuple(result)
 
 
@@ -376,8 +387,10 @@ def prepare_request(spokes=None, trust=None, forget=None, range_start=None, rang
     _ports.validate_range(range_start, range_end)
     return Request(
         spokes=None if spokes is None else normalize_spokes(spokes, range_start, range_end),
-        trust=normalize_changes(trust, "trust"),
-        forget=normalize_changes(forget, "forget"),
+        trust=tuple((name, key) for name, key, _current in normalize_changes(trust, "trust", _TRUST_FIELDS)),
+        forget=tuple((name, key) for name, key, _current in normalize_changes(forget, "forget")),
+        current=tuple((name, current) for name, _key, current in normalize_changes(trust, "trust", _TRUST_FIELDS)
+                      if current is not None),
     )
 
 
@@ -556,6 +569,7 @@ def _key_labels(spokes_a, spokes_b):
 def _apply_changes(spokes, request):
     """Trust and forget on the synced spokes; the final key set of a spoke is checked once."""
     trust, forget = {}, {}
+    current = dict(request.current)
     for name, key in request.trust:
         trust.setdefault(name, []).append(key)
     for name, key in request.forget:
@@ -574,6 +588,9 @@ def _apply_changes(spokes, request):
             raise _error(f"spoke {name}: one key is both in trust and in forget: give it to one of them")
         dropped = set(forget.get(name, ()))
         keys = [key for key in entry["keys"] if key not in dropped]
+        if name in current:
+            # the spoke holds this key now: any other key (a cut-short rotation's) goes
+            keys = [current[name]]
         keys.extend(key for key in dict.fromkeys(trust.get(name, ())) if key not in keys)
         if len(keys) > MAX_KEYS:
             raise _error(

@@ -132,6 +132,12 @@ options:
         description: The public key line to trust.
         type: str
         required: true
+      current:
+        description:
+          - The key the spoke holds now. With it, the spoke trusts exactly this key and O(trust[].key)
+            afterwards, so the next key of an earlier rotation that was cut short is dropped instead of
+            becoming a third key.
+        type: str
   forget:
     description:
       - Keys to remove from a spoke's trusted keys, the second step of a rotation. Removing a key
@@ -315,13 +321,14 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_registry
 )
 
 
-def _key_change_spec():
+def _key_change_spec(**extra):
     return dict(
         type="list",
         elements="dict",
         options=dict(
             name=dict(type="str", required=True),
             key=dict(type="str", required=True, no_log=False),
+            **extra,
         ),
     )
 
@@ -345,7 +352,7 @@ def main():
                     key_from=dict(type="list", elements="str", no_log=False),
                 ),
             ),
-            trust=_key_change_spec(),
+            trust=_key_change_spec(current=dict(type="str", no_log=False)),
             forget=_key_change_spec(),
         ),
         supports_check_mode=True,

@@ -567,3 +567,16 @@ def test_five_thousand_spokes_is_fast(paths):
     assert len(first.ports) == 5000 and not again.changed
     # generous bound for slow CI; bench/bench_spoke_registry.py prints the real figures
     assert elapsed < 10
+
+
+def test_trust_with_the_current_key_drops_the_next_key_of_a_rotation_cut_short(tmp_path):
+    """A rotation stopped after the key swap left [old, new]; the spoke holds new; the next rotation goes on."""
+    path = str(tmp_path / "ports.json")
+    old, new, newer = (bare(make_key(seed)) for seed in ("old", "new", "newer"))
+    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    sr.sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
+    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
+    with pytest.raises(Error, match="at most 2"):
+        sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer}], listening_ports=set())
+    sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer, "current": new}], listening_ports=set())
+    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([new, newer])
