@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import group
+from conftest import group, lab_host
 
 testinfra_hosts = ["ansible://hub"]
 
@@ -74,8 +74,12 @@ def test_authorized_keys_hold_one_restricted_line_per_spoke(host, registry):
 def test_registry_is_private_and_covers_every_spoke(host, registry):
     f = host.file("/var/lib/revtunnel/ports.json")
     assert (f.user, f.mode) == ("root", 0o640)
-    assert registry["version"] == 1
+    assert registry["version"] == 2
     assert sorted(registry["ports"]) == group("spokes")
+    # one trusted key per spoke, the one its tunnel uses (derived on the spoke from its private key)
+    for spoke, entry in registry["spokes"].items():
+        held = lab_host(spoke).check_output("ssh-keygen -y -f /var/lib/revtunnel/id_ed25519")
+        assert entry["keys"] == [" ".join(held.split()[:2])], spoke
     ports = [p for fwd in registry["ports"].values() for p in fwd.values()]
     assert len(ports) == len(set(ports))
 
