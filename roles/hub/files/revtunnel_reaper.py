@@ -15,8 +15,9 @@ What the reaper believes, it checks:
 
 - only journal entries that journald itself attributes to a root sshd process (``_UID``, ``_COMM``,
   ``_EXE``: fields a client cannot set) count, so ``logger -t sshd`` by any account proves nothing;
-- the pid of a new session must be alive now, root-owned, titled as the tunnel account's monitor and
-  started shortly before the line was logged;
+- the pid of a new session, while it lives, must be root-owned, titled as the tunnel account's monitor
+  and started shortly before the line was logged (a session already gone counts only while its line is
+  fresh, see checked());
 - its key must be one the registry trusts (or, while the registry records no key, one in the tunnel
   account's authorized_keys).
 
@@ -323,7 +324,7 @@ class SessionBook:
 
     def record(self, new: Session) -> None:
         """Know NEW without deciding anything: the journal replayed at start only rebuilds the book."""
-        if new.user != self.user:
+        if new.user != self.user or new.start_ticks is None:
             return
         for fingerprint in list(self.sessions):
             self.sessions[fingerprint] = [s for s in self.sessions[fingerprint] if s.pid != new.pid]
@@ -346,7 +347,9 @@ class SessionBook:
         for fingerprint in list(self.sessions):
             self.sessions[fingerprint] = [s for s in self.sessions[fingerprint] if s.pid != new.pid]
         older = [s for s in self.sessions.get(new.fingerprint, []) if alive(s)]
-        self.sessions[new.fingerprint] = [*older, new]
+        # A session already gone (start_ticks None) is decided on, never booked.
+        booked = [new] if new.start_ticks is not None else []
+        self.sessions[new.fingerprint] = [*older, *booked]
         if not older:
             return decision
 
@@ -386,7 +389,7 @@ class SessionBook:
 
         for old in older:
             history.append((now, old.addr, new.addr))
-        self.sessions[new.fingerprint] = [new]
+        self.sessions[new.fingerprint] = booked
         decision.terminate = older
         decision.notices.append(
             f"key {new.fingerprint}: new session from {new.where()} (pid {new.pid}) replaces "
@@ -394,11 +397,23 @@ class SessionBook:
         return decision
 
 
-def checked(session: Session, proc: Proc, keys: dict[str, Spoke]) -> Session | None:
-    """SESSION with its start time and spoke when its pid is that live monitor and its key is trusted."""
-    if session.fingerprint not in keys or not proc.is_tunnel_monitor(session.pid, session.user):
+def checked(session: Session, proc: Proc, keys: dict[str, Spoke], now: float | None = None,
+            fresh: float = 10.0) -> Session | None:
+    """SESSION with its start time and spoke when its key is trusted and its pid fits; else None.
+
+    A live pid must be that session's root monitor, started shortly before the line. A pid already gone
+    is kept (start_ticks None) only while the line is fresh: a spoke whose forward is refused because a
+    dead session holds its port exits within milliseconds, before journald hands the line over, and that
+    login is exactly when the dead session must go. Such a session is never booked, and the older
+    session it competes with is ended only when it does not answer (the probe), so it proves little.
+    """
+    if session.fingerprint not in keys:
         return None
     ticks = proc.start_ticks(session.pid)
-    if not is_that_session(session, proc.started_at(ticks)):
+    if ticks is None:
+        if now is None or session.logged_at is None or not -2.0 <= now - session.logged_at <= fresh:
+            return None
+        return replace(session, start_ticks=None, spoke=keys[session.fingerprint].name)
+    if not proc.is_tunnel_monitor(session.pid, session.user) or not is_that_session(session, proc.started_at(ticks)):
         return None
     return replace(session, start_ticks=ticks, spoke=keys[session.fingerprint].name)

@@ -42,8 +42,8 @@ def entry(message, pid=109, ident="sshd", uid="0", comm=None, **extra):
             **extra}
 
 
-def accepted(pid, addr="172.25.0.3", port=41780, fp=FP_A, user="tunnel"):
-    return reaper.Session(pid=pid, user=user, fingerprint=fp, addr=addr, port=port)
+def accepted(pid, addr="172.25.0.3", port=41780, fp=FP_A, user="tunnel", start_ticks=1):
+    return reaper.Session(pid=pid, user=user, fingerprint=fp, addr=addr, port=port, start_ticks=start_ticks)
 
 
 def everyone_alive(_session):
@@ -53,7 +53,7 @@ def everyone_alive(_session):
 @pytest.mark.parametrize("ident", ["sshd", "sshd-session"])
 def test_accepted_line_of_openssh_9_and_10_is_parsed(ident):
     msg = f"Accepted publickey for tunnel from 172.25.0.3 port 41780 ssh2: ED25519 {FP_A}"
-    assert reaper.parse_accepted(entry(msg, 156, ident)) == accepted(156)
+    assert reaper.parse_accepted(entry(msg, 156, ident)) == accepted(156, start_ticks=None)
 
 
 def test_ipv6_address_and_other_key_types_are_parsed():
@@ -289,9 +289,16 @@ def test_journal_match_asks_journald_for_root_sshd_only():
     assert reaper.parse_accepted(entry(msg, _EXE="/usr/lib/openssh/sshd-session", ident="sshd-session"))
 
 
-def test_a_session_whose_pid_is_gone_is_ignored(fake, keys):
-    session = reaper.parse_accepted(line(500, FP_KEY_A))
+def test_a_session_whose_pid_is_gone_is_ignored_unless_its_line_is_fresh(fake, keys):
+    session = reaper.parse_accepted(line(500, FP_KEY_A, at=BTIME + 50.0))
     assert reaper.checked(session, fake.proc(), keys) is None
+    assert reaper.checked(session, fake.proc(), keys, now=BTIME + 70.0) is None
+    # A refused spoke exits before journald delivers its line: decided on (probe first), never booked.
+    gone = reaper.checked(session, fake.proc(), keys, now=BTIME + 51.0)
+    assert gone.start_ticks is None and gone.spoke == "lab-pc-1"
+    book = reaper.SessionBook("tunnel")
+    book.record(gone)
+    assert book.sessions == {}
 
 
 def test_a_non_root_process_with_the_monitor_title_is_ignored(fake, keys):
@@ -401,6 +408,25 @@ def test_a_dead_older_session_is_ended(run, fake, monkeypatch):
     fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
     run.entry(line(501, FP_KEY_A, addr="10.0.0.2"))
     assert run.killed == [500] and probed == [(10000, 2.0)]
+
+
+def test_a_reconnecting_spoke_whose_session_is_already_gone_frees_its_port_from_a_dead_session(run, fake,
+                                                                                               monkeypatch):
+    run.started = BTIME
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: False)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    run.entry(line(501, FP_KEY_A, addr="10.0.0.2", at=BTIME + 99.0))
+    assert run.killed == [500] and not run.book.sessions.get(FP_KEY_A)
+
+
+def test_a_gone_session_never_ends_a_spoke_that_answers(run, fake, monkeypatch):
+    run.started = BTIME
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: True)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    run.entry(line(501, FP_KEY_A, addr="10.0.0.2", at=BTIME + 99.0))
+    assert run.killed == [] and [s.pid for s in run.book.sessions[FP_KEY_A]] == [500]
 
 
 def test_the_cap_ends_listener_less_sessions_only(run, fake):
