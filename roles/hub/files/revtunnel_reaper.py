@@ -212,10 +212,11 @@ class Proc:
         OpenSSH 9.2 titles it "sshd: USER [priv]", OpenSSH 10 "sshd-session: USER [priv]". Any process
         can take that title, not root's uid: a process of another account is never the monitor.
         """
-        uids = self.uids(pid)
         title = self.title(pid)
-        return (bool(uids) and all(u == 0 for u in uids) and title is not None
-                and re.match(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$", title) is not None)
+        if title is None or re.match(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$", title) is None:
+            return False
+        uids = self.uids(pid)
+        return bool(uids) and all(u == 0 for u in uids)
 
     def tunnel_monitors(self, user: str) -> list[int]:
         """Every live monitor of a session of USER."""
@@ -231,8 +232,14 @@ class Proc:
         except OSError:
             return []
 
-    def children(self, pid: int) -> list[int]:
-        return [p for p in self._pids() if self.parent(p) == pid]
+    def children(self) -> dict[int, list[int]]:
+        """{parent pid: [child pids]} of every process, read once per look."""
+        found: dict[int, list[int]] = {}
+        for pid in self._pids():
+            parent = self.parent(pid)
+            if parent is not None:
+                found.setdefault(parent, []).append(pid)
+        return found
 
     def socket_inodes(self, pid: int) -> set[int]:
         """The inodes of the sockets PID holds. Raises PermissionError without CAP_SYS_PTRACE."""
@@ -264,12 +271,12 @@ class Proc:
                     found.add(int(cols[9]))
         return found
 
-    def holds_listener(self, monitor: int, listening: set[int]) -> bool:
+    def holds_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> bool:
         """Whether the session of MONITOR (it or its children) holds a listening socket.
 
         Raises PermissionError when the fds of the session's unprivileged child cannot be read.
         """
-        return any(self.socket_inodes(pid) & listening for pid in [monitor, *self.children(monitor)])
+        return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
 
 
 def is_that_session(session: Session, process_start: float | None, grace: float = 600.0) -> bool:
