@@ -2,35 +2,48 @@
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Unit tests of the reaper's decisions: the newest session of a key wins, shared keys do not flap."""
+"""Unit tests of the reaper: it trusts only root sshd, never ends a live spoke, caps useless sessions."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-FILES = Path(__file__).resolve().parents[4] / "roles" / "hub" / "files"
+ROOT = Path(__file__).resolve().parents[4]
+FILES = ROOT / "roles" / "hub" / "files"
+LIB = ROOT / "plugins" / "module_utils"
+sys.path.insert(0, str(LIB))
 _spec = importlib.util.spec_from_file_location("revtunnel_reaper", FILES / "revtunnel_reaper.py")
 reaper = importlib.util.module_from_spec(_spec)
 sys.modules["revtunnel_reaper"] = reaper
 _spec.loader.exec_module(reaper)
+_loader = importlib.machinery.SourceFileLoader("revtunnel_reaper_script", str(FILES / "revtunnel-reaper"))
+script = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_reaper_script", _loader))
+_loader.exec_module(script)
+import _spoke_registry  # noqa: E402 - the copy the hub installs beside the reaper
 
 FP_A = "SHA256:WhNFE1EoUD8F0kHSCdtIUPkMWFnaeDWO4XPHDgsHKrI"
 FP_B = "SHA256:9Vo86ajRB+Xv8Wpg1KukUp2Bftjr+6SmQTUztZ2Ck7g"
 
 
-def entry(message, pid=109, ident="sshd"):
-    return {"SYSLOG_IDENTIFIER": ident, "_PID": str(pid), "MESSAGE": message}
+def entry(message, pid=109, ident="sshd", uid="0", comm=None, **extra):
+    """A journal entry as journald records it for a process of uid UID named COMM (default: IDENT)."""
+    return {"SYSLOG_IDENTIFIER": ident, "_PID": str(pid), "MESSAGE": message, "_UID": uid, "_COMM": comm or ident,
+            **extra}
 
 
-def accepted(pid, addr="172.25.0.3", port=41780, fp=FP_A, user="tunnel"):
-    return reaper.Session(pid=pid, user=user, fingerprint=fp, addr=addr, port=port)
+def accepted(pid, addr="172.25.0.3", port=41780, fp=FP_A, user="tunnel", start_ticks=1):
+    return reaper.Session(pid=pid, user=user, fingerprint=fp, addr=addr, port=port, start_ticks=start_ticks)
 
 
 def everyone_alive(_session):
@@ -40,7 +53,7 @@ def everyone_alive(_session):
 @pytest.mark.parametrize("ident", ["sshd", "sshd-session"])
 def test_accepted_line_of_openssh_9_and_10_is_parsed(ident):
     msg = f"Accepted publickey for tunnel from 172.25.0.3 port 41780 ssh2: ED25519 {FP_A}"
-    assert reaper.parse_accepted(entry(msg, 156, ident)) == accepted(156)
+    assert reaper.parse_accepted(entry(msg, 156, ident)) == accepted(156, start_ticks=None)
 
 
 def test_ipv6_address_and_other_key_types_are_parsed():
@@ -58,7 +71,8 @@ def test_message_as_byte_list_is_decoded():
     entry("Accepted password for tunnel from 10.0.0.1 port 1 ssh2"),
     entry("pam_unix(sshd:session): session opened for user tunnel(uid=997) by (uid=0)"),
     entry(f"Accepted publickey for tunnel from 10.0.0.1 port 1 ssh2: ED25519 {FP_A}", ident="sudo"),
-    {"SYSLOG_IDENTIFIER": "sshd", "MESSAGE": f"Accepted publickey for t from a port 1 ssh2: ED25519 {FP_A}"},
+    {"SYSLOG_IDENTIFIER": "sshd", "_UID": "0", "_COMM": "sshd",
+     "MESSAGE": f"Accepted publickey for t from a port 1 ssh2: ED25519 {FP_A}"},
     {},
 ])
 def test_other_lines_are_ignored(item):
@@ -155,22 +169,24 @@ def test_proc_helpers_read_start_time_and_monitor_title(tmp_path):
     fields = ["S"] + [str(n) for n in range(4, 60)]
     (tmp_path / "42" / "stat").write_text("42 (sshd: tunnel) [priv]) " + " ".join(fields))
     (tmp_path / "42" / "cmdline").write_bytes(b"sshd-session: tunnel [priv]\0")
-    assert reaper.read_start_ticks(42, tmp_path) == 22
-    assert reaper.is_tunnel_monitor(42, "tunnel", tmp_path)
-    assert not reaper.is_tunnel_monitor(42, "admin", tmp_path)
-    assert reaper.read_start_ticks(43, tmp_path) is None
-    assert not reaper.is_tunnel_monitor(43, "tunnel", tmp_path)
+    (tmp_path / "42" / "status").write_text("Name:\tsshd-session\nUid:\t0\t0\t0\t0\n")
+    proc = reaper.Proc(tmp_path)
+    assert proc.start_ticks(42) == 22
+    assert proc.is_tunnel_monitor(42, "tunnel")
+    assert not proc.is_tunnel_monitor(42, "admin")
+    assert proc.start_ticks(43) is None
+    assert not proc.is_tunnel_monitor(43, "tunnel")
 
 
 def test_own_process_start_time_is_readable():
-    assert reaper.read_start_ticks(os.getpid()) is not None
+    assert reaper.Proc().start_ticks(os.getpid()) is not None
 
 
 def test_script_runs_and_documents_itself():
-    env = dict(os.environ, REVTUNNEL_REAPER_LIB=str(FILES))
+    env = dict(os.environ, REVTUNNEL_REAPER_LIB=str(FILES), PYTHONPATH=str(LIB))
     out = subprocess.run([sys.executable, FILES / "revtunnel-reaper", "--help"], env=env, capture_output=True,
                          text=True, check=True).stdout
-    assert "--max-replacements" in out
+    assert "--max-replacements" in out and "--idle-grace" in out
 
 
 def test_journal_time_is_kept_and_a_pid_reused_since_is_not_that_session():
@@ -182,15 +198,303 @@ def test_journal_time_is_kept_and_a_pid_reused_since_is_not_that_session():
     # Started after the line was logged, or long before: another process got that pid.
     assert not reaper.is_that_session(session, 1700000030.0)
     assert not reaper.is_that_session(session, 1700000000.5 - 3600)
-    assert reaper.is_that_session(reaper.parse_accepted(entry(msg)), 1.0)
+    # Without the journal's own time nothing fits: such a line is not trusted.
+    assert not reaper.is_that_session(reaper.parse_accepted(entry(msg)), 1.0)
 
 
 def test_start_time_is_boot_time_plus_ticks(tmp_path):
     (tmp_path / "stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n")
-    assert reaper.started_at(250, tmp_path, hertz=100) == 1700000002.5
-    assert reaper.started_at(None, tmp_path) is None
-    assert reaper.started_at(1, tmp_path / "missing") is None
+    assert reaper.Proc(tmp_path, hertz=100).started_at(250) == 1700000002.5
+    assert reaper.Proc(tmp_path).started_at(None) is None
+    assert reaper.Proc(tmp_path / "missing").started_at(1) is None
 
 
 def test_own_process_started_in_the_past():
-    assert reaper.started_at(reaper.read_start_ticks(os.getpid()), hertz=os.sysconf("SC_CLK_TCK")) <= time.time()
+    proc = reaper.Proc(hertz=os.sysconf("SC_CLK_TCK"))
+    assert proc.started_at(proc.start_ticks(os.getpid())) <= time.time()
+
+
+# --- What the reaper trusts: forged lines, dead pids, impostor processes, unknown keys -------------------------
+
+KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILMTMmVG8+fvbtOiAQaJ0qjjzxSJo2GIiAPCeToPit23"
+KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICw6b9XvsgDWUrydnuB/2ecO0rYmgyp2aHkg/y1SEw7f"
+BTIME = 1700000000
+HZ = 100
+
+
+class FakeProc:
+    """A /proc tree on disk: processes with a title, uids, start time, parent and sockets."""
+
+    def __init__(self, root):
+        self.root = root
+        (root / "net").mkdir(parents=True)
+        (root / "stat").write_text(f"cpu 1 2 3\nbtime {BTIME}\n")
+        self.listening = []
+
+    def add(self, pid, title, uid=0, started=BTIME + 50.0, ppid=1, sockets=()):
+        d = self.root / str(pid)
+        (d / "fd").mkdir(parents=True)
+        ticks = int((started - BTIME) * HZ)
+        (d / "stat").write_text(f"{pid} (x) S {ppid} " + " ".join(["0"] * 17) + f" {ticks} 0 0")
+        (d / "cmdline").write_bytes(title.encode() + b"\0")
+        (d / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+        for n, inode in enumerate(sockets):
+            os.symlink(f"socket:[{inode}]", d / "fd" / str(n))
+        return pid
+
+    def listen(self, inode, port=10000):
+        self.listening.append(
+            f"   0: 0100007F:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000   997        0 {inode}")
+        (self.root / "net" / "tcp").write_text("  sl  local_address ...\n" + "\n".join(self.listening) + "\n")
+
+    def proc(self):
+        return reaper.Proc(self.root, hertz=HZ)
+
+
+def line(pid, fp, addr="10.0.0.1", at=BTIME + 50.5, **fields):
+    msg = f"Accepted publickey for tunnel from {addr} port 40000 ssh2: ED25519 {fp}"
+    return entry(msg, pid, __REALTIME_TIMESTAMP=str(int(at * 1e6)), **fields)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return FakeProc(tmp_path / "proc")
+
+
+@pytest.fixture
+def keys():
+    spokes = {"lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]}}
+    return reaper.trusted_keys(spokes, _spoke_registry.fingerprints(spokes))
+
+
+FP_KEY_A = _spoke_registry.key_fingerprint(KEY_A)
+FP_KEY_B = _spoke_registry.key_fingerprint(KEY_B)
+
+
+@pytest.mark.parametrize("fields", [
+    {"uid": "1000"},                                  # logger -t sshd by a hub account
+    {"uid": "1000", "ident": "sshd-session"},         # logger -t sshd-session
+    {"uid": "0", "comm": "logger"},                   # root's logger is not sshd either
+    {"uid": "1000", "comm": "sshd"},                  # a renamed process of another account
+    {"uid": "0", "_EXE": "/tmp/sshd-evil/python3"},   # root sshd comm but another program
+])
+def test_forged_lines_are_ignored(fields):
+    msg = f"Accepted publickey for tunnel from 10.9.9.9 port 1 ssh2: ED25519 {FP_A}"
+    assert reaper.parse_accepted(entry(msg, **fields)) is None
+
+
+def test_journal_match_asks_journald_for_root_sshd_only():
+    assert reaper.JOURNAL_MATCHES == ("_UID=0", "_COMM=sshd", "+", "_UID=0", "_COMM=sshd-session")
+    msg = f"Accepted publickey for tunnel from 10.9.9.9 port 1 ssh2: ED25519 {FP_A}"
+    assert reaper.parse_accepted(entry(msg, _EXE="/usr/lib/openssh/sshd-session", ident="sshd-session"))
+
+
+def test_a_session_whose_pid_is_gone_is_ignored_unless_its_line_is_fresh(fake, keys):
+    session = reaper.parse_accepted(line(500, FP_KEY_A, at=BTIME + 50.0))
+    assert reaper.checked(session, fake.proc(), keys) is None
+    assert reaper.checked(session, fake.proc(), keys, now=BTIME + 70.0) is None
+    # A refused spoke exits before journald delivers its line: decided on (probe first), never booked.
+    gone = reaper.checked(session, fake.proc(), keys, now=BTIME + 51.0)
+    assert gone.start_ticks is None and gone.spoke == "lab-pc-1"
+    book = reaper.SessionBook("tunnel")
+    book.record(gone)
+    assert book.sessions == {}
+
+
+def test_a_non_root_process_with_the_monitor_title_is_ignored(fake, keys):
+    fake.add(500, "sshd: tunnel [priv]", uid=1000)
+    assert reaper.checked(reaper.parse_accepted(line(500, FP_KEY_A)), fake.proc(), keys) is None
+
+
+def test_a_monitor_started_after_the_line_is_another_process(fake, keys):
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 80.0)
+    assert reaper.checked(reaper.parse_accepted(line(500, FP_KEY_A)), fake.proc(), keys) is None
+
+
+def test_a_key_the_registry_does_not_trust_is_ignored(fake, keys):
+    fake.add(500, "sshd: tunnel [priv]")
+    assert reaper.checked(reaper.parse_accepted(line(500, FP_KEY_B)), fake.proc(), keys) is None
+    fake.add(501, "sshd-session: tunnel [priv]")
+    trusted = reaper.checked(reaper.parse_accepted(line(501, FP_KEY_A)), fake.proc(), keys)
+    assert trusted.spoke == "lab-pc-1" and trusted.start_ticks == 5000
+
+
+def test_without_keys_in_the_registry_the_authorized_keys_file_is_trusted():
+    spokes = {"lab-pc-1": {"ports": {"ssh": 10000}, "keys": []}}
+    text = ("# managed\n"
+            f'restrict,port-forwarding,permitlisten="localhost:10000",permitopen="127.0.0.1:1" {KEY_A} lab-pc-1\n'
+            f'restrict,port-forwarding,permitlisten="localhost:10007",permitopen="127.0.0.1:1" {KEY_B} gone-pc\n')
+    found = reaper.trusted_keys(spokes, {}, text, _spoke_registry.key_fingerprint)
+    assert found[FP_KEY_A] == reaper.Spoke("lab-pc-1", {"ssh": 10000})
+    assert found[FP_KEY_B] == reaper.Spoke("gone-pc", {"port0": 10007})
+
+
+# --- The script: replay, kill errors, liveness, the cap ---------------------------------------------------------
+
+
+@pytest.fixture
+def run(tmp_path, fake, monkeypatch):
+    """The script's Reaper on the fake /proc, a v2 registry, and os.kill recorded instead of sent."""
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 2, "spokes": {
+        "lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]}}}))
+    args = script.parse_args(["--user", "tunnel", "--registry", str(registry),
+                              "--authorized-keys", str(tmp_path / "none")])
+    killed, logged = [], []
+    monkeypatch.setattr(script.os, "kill", lambda pid, sig: killed.append(pid))
+    monkeypatch.setattr(script, "log", lambda prio, text: logged.append((prio, text)))
+    monkeypatch.setattr(script.time, "time", lambda: BTIME + 100.0)
+    r = script.Reaper(args, proc=fake.proc())
+    r.killed, r.logged = killed, logged
+    return r
+
+
+def test_replayed_lines_rebuild_the_book_and_kill_nothing(run, fake):
+    run.started = BTIME + 100.0
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    run.entry(line(501, FP_KEY_A, at=BTIME + 50.2))
+    assert run.killed == [] and [s.pid for s in run.book.sessions[FP_KEY_A]] == [500, 501]
+
+
+def test_forged_line_of_a_live_key_kills_nothing(run, fake):
+    run.started = BTIME
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    fake.add(600, "sshd: tunnel [priv]", uid=1000, started=BTIME + 50.0)
+    run.entry(line(600, FP_KEY_A, uid="1000", comm="logger"))
+    run.entry(line(600, FP_KEY_A))
+    assert run.killed == [] and [s.pid for s in run.book.sessions[FP_KEY_A]] == [500]
+
+
+@pytest.mark.parametrize("error", [ProcessLookupError, PermissionError])
+def test_kill_errors_are_logged_not_raised(run, monkeypatch, error):
+    def refuse(pid, sig):
+        raise error(1, "refused")
+    monkeypatch.setattr(script.os, "kill", refuse)
+    run.terminate(123, "test")
+    assert "pid 123" in run.logged[-1][1]
+
+
+def test_a_surprise_in_one_entry_does_not_stop_the_reaper(run):
+    def boom(_entry):
+        raise RuntimeError("bad entry")
+    run.guarded(boom, {})
+    assert run.logged[-1][0] == 3 and "bad entry" in run.logged[-1][1]
+
+
+def test_a_live_older_session_is_kept_with_one_warning(run, fake, monkeypatch):
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or True)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.0.0.1", at=BTIME + 10.2))
+    for pid in (501, 502, 503):
+        fake.add(pid, "sshd: tunnel [priv]", started=BTIME + 50.0)
+        run.entry(line(pid, FP_KEY_A, addr="203.0.113.9"))
+    warnings = [text for prio, text in run.logged if prio == 4]
+    assert run.killed == [] and len(warnings) == 1
+    assert "spoke lab-pc-1" in warnings[0] and "203.0.113.9" in warnings[0]
+    assert probed == [10000], "a live answer is cached: a key retried in a loop does not flood the spoke"
+
+
+def test_a_dead_older_session_is_ended(run, fake, monkeypatch):
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append((port, timeout)) and False)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(501, FP_KEY_A, addr="10.0.0.2"))
+    assert run.killed == [500] and probed == [(10000, 2.0)]
+
+
+def test_a_reconnecting_spoke_whose_session_is_already_gone_frees_its_port_from_a_dead_session(run, fake,
+                                                                                               monkeypatch):
+    run.started = BTIME
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: False)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    run.entry(line(501, FP_KEY_A, addr="10.0.0.2", at=BTIME + 99.0))
+    assert run.killed == [500] and not run.book.sessions.get(FP_KEY_A)
+
+
+def test_a_gone_session_never_ends_a_spoke_that_answers(run, fake, monkeypatch):
+    run.started = BTIME
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: True)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, at=BTIME + 10.2))
+    run.entry(line(501, FP_KEY_A, addr="10.0.0.2", at=BTIME + 99.0))
+    assert run.killed == [] and [s.pid for s in run.book.sessions[FP_KEY_A]] == [500]
+
+
+def test_the_cap_ends_listener_less_sessions_only(run, fake):
+    fake.listen(7001)
+    holder = fake.add(500, "sshd: tunnel [priv]", started=BTIME + 1.0)
+    fake.add(510, "sshd: tunnel", uid=997, ppid=holder, sockets=[7001, 7002])
+    idle = fake.add(501, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    fake.add(511, "sshd: tunnel", uid=997, ppid=idle, sockets=[7003])
+    young = fake.add(502, "sshd: tunnel [priv]", started=BTIME + 95.0)
+    fake.add(503, "sshd: admin [priv]", started=BTIME + 10.0)
+    fake.add(504, "sshd: tunnel [priv]", uid=1000, started=BTIME + 10.0)
+    run.cap()
+    assert run.killed == [idle] and young not in run.killed
+    assert "has held no forwarded port for 20 s" in run.logged[-1][1]
+
+
+def test_the_cap_stops_when_the_fds_cannot_be_read(run, fake, monkeypatch):
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 10.0)
+
+    def denied(_pid):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(run.proc, "socket_inodes", denied)
+    run.cap()
+    run.cap()
+    assert run.killed == [] and len(run.logged) == 1 and "CAP_SYS_PTRACE" in run.logged[0][1]
+
+
+def test_useless_sessions_need_a_known_state_and_the_grace():
+    monitors = [(1, 0.0, False), (2, 0.0, True), (3, 0.0, None), (4, 95.0, False), (5, None, False)]
+    assert reaper.useless_sessions(monitors, 100.0, 20.0) == [1]
+
+
+class Server:
+    """A loopback listener that greets, closes at once, or stays silent (a dead session's listener)."""
+
+    def __init__(self, behaviour):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.behaviour, self.conns = behaviour, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.behaviour == "greet":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+            if self.behaviour in ("greet", "close"):
+                conn.close()
+            else:
+                self.conns.append(conn)
+
+
+@pytest.mark.parametrize("behaviour, answers", [("greet", True), ("close", True), ("silent", False)])
+def test_a_session_answers_with_a_banner_or_a_close_never_with_silence(behaviour, answers):
+    server = Server(behaviour)
+    start = time.monotonic()
+    assert script.session_answers(server.port, 0.2) is answers
+    assert time.monotonic() - start < 1.0
+    server.sock.close()
+
+
+def test_a_port_nobody_listens_on_has_no_live_session():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert script.session_answers(port, 0.2) is False
