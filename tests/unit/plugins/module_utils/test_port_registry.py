@@ -72,7 +72,7 @@ def test_stable_under_reordering(registry):
     first = run(registry, spokes)
     before = registry.read_bytes()
     rng = random.Random(7)  # noqa: S311 - a seeded shuffle, not a secret
-    for _ in range(10):
+    for _attempt in range(10):
         rng.shuffle(spokes)
         again = run(registry, spokes)
         assert again.ports == first.ports
@@ -555,7 +555,7 @@ def test_concurrent_runs_never_share_or_lose_a_port(registry):
     for child in children:
         child.start()
     seen = {}
-    for _ in children:
+    for _child in children:
         reply = results.get(timeout=60)
         assert "error" not in reply, reply["error"]
         seen.update(reply)
