@@ -13,7 +13,8 @@ fi
 
 VENV=${VENV:-.venv}
 STAMP="$VENV/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+# Both files: requirements.txt (what the collection needs) and requirements-dev.txt (the tools) decide the venv.
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
     exit 0
@@ -32,6 +33,8 @@ apt_install() {
 
 command -v python3 >/dev/null || apt_install python3
 command -v git >/dev/null || apt_install git
+# ansible-test sanity runs shellcheck on the shell scripts; without it that test is skipped.
+command -v shellcheck >/dev/null || apt_install shellcheck
 if ! python3 -m venv --without-pip "$(mktemp -d)/probe" >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
     apt_install python3-venv
 fi
@@ -39,5 +42,5 @@ fi
 echo "bootstrap: creating $VENV with the pinned tools (a few minutes the first time)"
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
 echo "$want" > "$STAMP"
