@@ -39,9 +39,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/revtunnel-ansible-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dest=$work/ansible_collections/hubspoke/revtunnel
 mkdir -p "$dest"
-# Tracked and new files; a tracked file deleted in the work tree is not there to copy.
-(cd "$root" && git ls-files -z --cached --others --exclude-standard --deduplicate \
-    | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null) | tar -C "$dest" -xf -
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # Tracked and new files; a tracked file deleted in the work tree is not there to copy.
+    (cd "$root" && git ls-files -z --cached --others --exclude-standard --deduplicate \
+        | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null) | tar -C "$dest" -xf -
+else
+    # A copy without git (scripts/test-latest.sh's container): everything but the local state.
+    tar -C "$root" --exclude=./.venv --exclude=./.cache --exclude=./collections --exclude=./tests/output \
+        --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache -cf - . | tar -C "$dest" -xf -
+fi
 
 python_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 cd "$dest"
