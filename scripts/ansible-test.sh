@@ -49,6 +49,9 @@ else
         --exclude='__pycache__' --exclude=./.pytest_cache --exclude=./.ruff_cache -cf - . | tar -C "$dest" -xf -
 fi
 
+# pip runs many times to fill ansible-test's venvs; its errors still show.
+export PIP_QUIET=${PIP_QUIET:-2}
+
 python_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 cd "$dest"
 echo "ansible-test $command in $dest (Python $python_version, $("$python" -c 'import ansible; print("ansible-core", ansible.__version__)'))"
