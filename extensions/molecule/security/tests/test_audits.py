@@ -26,7 +26,7 @@ def container_ip(name):
 def ssh_audit(name):
     """ssh-audit's findings for a lab host's sshd, from this machine over the lab's Docker bridge."""
     if not SSH_AUDIT.exists():
-        pytest.fail(f"{SSH_AUDIT} is missing: pip install -r requirements.txt")
+        pytest.fail(f"{SSH_AUDIT} is missing: pip install -r requirements-dev.txt")
     proc = subprocess.run([SSH_AUDIT, "-j", "--skip-rate-test", container_ip(name)], capture_output=True,
                           text=True, timeout=120, check=False)
     report = json.loads(proc.stdout)
