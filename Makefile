@@ -8,14 +8,19 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv lab demo demo-clean test unit lint build bench bench-recovery bench-storm clean
+.PHONY: help venv lab demo demo-clean test unit lint sanity ansible-test-units ansible-test-integration ansible-test \
+	docs-lint test-latest build release bench bench-recovery bench-storm clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
 	@echo "make demo-clean  remove the demo lab"
 	@echo "make test        every check: unit tests, linters, collection build, molecule scenarios"
 	@echo "make unit        unit tests only (no Docker)"
-	@echo "make lint        ansible-lint, yamllint, ruff"
+	@echo "make lint        ansible-lint, yamllint, ruff, ansible-test sanity, antsibull-docs, changelog lint, build"
+	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
+	@echo "make ansible-test  ansible-test sanity, units and integration (port_allocation on localhost)"
+	@echo "make test-latest ansible-test and a syntax check with the newest ansible-core, in a Debian 13 container"
+	@echo "make release     write CHANGELOG.md for galaxy.yml's version from changelogs/fragments (consumes them)"
 	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
 
 venv:
@@ -39,6 +44,27 @@ unit: venv
 
 lint: venv
 	$(BIN)/pytest -p no:cacheprovider tests/test_quality.py
+
+sanity: venv
+	bash scripts/ansible-test.sh sanity
+
+ansible-test-units: venv
+	bash scripts/ansible-test.sh units
+
+ansible-test-integration: venv
+	bash scripts/ansible-test.sh integration port_allocation
+
+ansible-test: sanity ansible-test-units ansible-test-integration
+
+docs-lint: venv
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+test-latest: lab
+	bash scripts/test-latest.sh
+
+release: venv
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog release
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/dist .

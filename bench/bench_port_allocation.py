@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -53,7 +52,7 @@ def _spokes(count):
 def _median_time(action, prepare):
     """Median of REPEATS runs of action(); prepare() resets the state before each run."""
     samples = []
-    for _ in range(REPEATS):
+    for _repeat in range(REPEATS):
         prepare()
         started = time.perf_counter()
         action()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -105,8 +104,9 @@ def destroy():
 
 
 def provision():
-    faults.run_site(ROOT, "all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
-                         f"    hub:\n      hosts:\n        {HUB}:\n    spokes:\n      hosts:\n        {SPOKE}:\n")
+    inventory = ("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+                 f"    hub:\n      hosts:\n        {HUB}:\n    spokes:\n      hosts:\n        {SPOKE}:\n")
+    faults.run_site(ROOT, inventory)
 
 
 def add_spokes(count):

@@ -11,14 +11,6 @@ if [[ ! -e "$link" ]]; then
     ln -sfn ../../.. "$link"
 fi
 
-VENV=${VENV:-.venv}
-STAMP="$VENV/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
-    exit 0
-fi
-
 apt_install() {
     if [[ $(id -u) -ne 0 ]]; then
         echo "bootstrap: need root (or sudo) to install: $*" >&2
@@ -30,6 +22,18 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# ansible-test sanity runs shellcheck on the shell scripts; without it that test is skipped.
+command -v shellcheck >/dev/null || apt_install shellcheck
+
+VENV=${VENV:-.venv}
+STAMP="$VENV/.requirements.sha256"
+# Both files: requirements.txt (what the collection needs) and requirements-dev.txt (the tools) decide the venv.
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
+    exit 0
+fi
+
 command -v python3 >/dev/null || apt_install python3
 command -v git >/dev/null || apt_install git
 if ! python3 -m venv --without-pip "$(mktemp -d)/probe" >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
@@ -37,7 +41,9 @@ if ! python3 -m venv --without-pip "$(mktemp -d)/probe" >/dev/null 2>&1 || ! pyt
 fi
 
 echo "bootstrap: creating $VENV with the pinned tools (a few minutes the first time)"
+# Not the venv's own python3 (make puts .venv/bin first on PATH): it is about to be removed.
+python=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$(pwd)/$VENV/bin" | paste -sd:) command -v python3)
 rm -rf "$VENV"
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+"$python" -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
 echo "$want" > "$STAMP"

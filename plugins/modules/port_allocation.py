@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 module: port_allocation
 short_description: Give each spoke stable, collision-free reverse tunnel ports on the hub
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs on the hub. Keeps a registry of which hub loopback port each spoke's reverse
     tunnel (and each extra forward of a spoke, such as C(rdp)) listens on, and returns the map.

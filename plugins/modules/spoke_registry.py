@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 module: spoke_registry
 short_description: Record each spoke's tunnel ports and trusted keys on the hub and render authorized_keys
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs on the hub. The registry at O(path) is the one record of each spoke, keyed by its
     inventory name. It holds the hub loopback port of each of the spoke's forwards and the public

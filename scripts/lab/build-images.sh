@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the lab's node images revtunnel-lab/debian:12 and revtunnel-lab/debian:13:
 # Debian with systemd as PID 1 and sshd, one SSH host key set per container.
 #

@@ -80,8 +80,8 @@ up() {
 
 down() {
     local ids
-    ids=$(docker ps -aq --filter label=revtunnel.lab=$LAB)
-    [[ -z "$ids" ]] || docker rm -f $ids >/dev/null
+    mapfile -t ids < <(docker ps -aq --filter "label=revtunnel.lab=$LAB")
+    (( ${#ids[@]} == 0 )) || docker rm -f "${ids[@]}" >/dev/null
     docker network rm "$NET" >/dev/null 2>&1 || true
     rm -rf "$INV"
     echo "demo lab removed"

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Make sure a Docker daemon answers `docker info`; install and start one if not.
 #
 #   scripts/lab/ensure-docker.sh

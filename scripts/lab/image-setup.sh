@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Provision a Debian root filesystem as a systemd-booting lab node.
 #
 # Shared by both image recipes so they produce the same image:

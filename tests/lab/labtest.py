@@ -33,7 +33,7 @@ def run_playbook(playbook, *extra):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     cmd = [Path(sys.executable).parent / "ansible-playbook", "-i", INVENTORY, str(ROOT / playbook), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     return proc
 
 

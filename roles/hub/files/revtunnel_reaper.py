@@ -376,7 +376,7 @@ class SessionBook:
             history.popleft()
         held = self.held_until.get(new.fingerprint, float("-inf")) > now
         swapped_back = any(old_addr == new.addr and new_addr in {s.addr for s in older} and new_addr != new.addr
-                           for _, old_addr, new_addr in history)
+                           for _when, old_addr, new_addr in history)
         too_often = len(history) >= self.max_replacements
         if held or swapped_back or too_often:
             if not held:

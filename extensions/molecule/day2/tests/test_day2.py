@@ -65,7 +65,7 @@ def login_with_key(operator, name, port, hub=None):
 
 def wait_up(spoke, tries=60, hub=None):
     port = ports(hub)[spoke]["ssh"]
-    for _ in range(tries):
+    for _attempt in range(tries):
         res = hub_node(hub).run(f"revtunnel-status --json --spoke {spoke} --timeout 2")
         if res.rc == 0:
             return True
@@ -83,7 +83,7 @@ def test_rotation_renews_the_key_without_losing_the_tunnel():
                      f"python3 /root/poll.py {port} 45")
     proc = run_playbook("playbooks/rotate_keys.yml", "--limit", SPOKE_A)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for _ in range(100):
+    for _attempt in range(100):
         if hub.run("systemctl is-active rt-d2-poll").stdout.strip() != "active":
             break
         time.sleep(0.5)

@@ -43,7 +43,7 @@ while time.time() < end:
 
 
 def docker(*args, check=True, timeout=180):
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     return proc.stdout.strip()
@@ -153,6 +153,7 @@ def run_site(root, inventory_text):
     env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
                ANSIBLE_FORCE_COLOR="0")
     proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
-                           str(inventory), str(root / "site.yml")], cwd=root, env=env, capture_output=True, text=True)
+                           str(inventory), str(root / "site.yml")], cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")

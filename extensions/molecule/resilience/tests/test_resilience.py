@@ -134,7 +134,7 @@ def test_every_tunnel_is_up_and_the_reaper_runs():
 
 
 def test_kill_9_of_the_spokes_ssh():
-    took = [recover("kill_client", lambda: both(lambda s: faults.kill_client(s, UNIT))) for _ in range(3)]
+    took = [recover("kill_client", lambda: both(lambda s: faults.kill_client(s, UNIT))) for _round in range(3)]
     median = statistics.median(t for run in took for t in run.values())
     print(f"kill -9 of the client: median {median:.2f} s", file=sys.stderr)
 
@@ -255,7 +255,7 @@ def test_ansible_through_the_spokes_own_tunnel_survives_a_change_of_the_tunnel(t
         proc = subprocess.run(
             [Path(sys.executable).parent / "ansible-playbook", "-i", str(inventory), str(ROOT / "site.yml"),
              "-e", f"revtunnel_server_alive_count_max={count_max}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
             env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_FORCE_COLOR="0",
                      ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]

@@ -9,7 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "tests" / "lab"))
 
-from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook, wait_for  # noqa: E402,F401
+from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook, wait_for  # noqa: E402
+
+# Re-exported: the scenario's tests import the helpers from here and pytest finds the fixtures here.
+__all__ = ["ROOT", "group", "hub", "journal", "lab_host", "registry", "run_playbook", "wait_for"]
 
 HUB = group("hub")[0]
 SPOKES = group("spokes")
@@ -31,7 +34,11 @@ class HubLog:
 
     def wait(self, *needles, timeout=8.0):
         """The log since the mark once every needle is in it (or whatever it is after timeout)."""
-        text = wait_for(lambda: (lambda t: t if all(n in t for n in needles) else "")(self.text()), timeout)
+        def every_needle():
+            text = self.text()
+            return text if all(n in text for n in needles) else ""
+
+        text = wait_for(every_needle, timeout)
         return text or self.text()
 
 

@@ -150,12 +150,19 @@ def test_unknown_version_fails_in_check_mode_too(run_module, registry):
 def test_os_error_carries_a_traceback(run_module, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    # ansible-core 2.19 returns tracebacks only when asked, as -vvv does
-    rc, result = run_module(base_args(blocker / "ports.json"), _ansible_tracebacks_for=["error"])
+    # ansible-core 2.19 returns tracebacks only when asked, as -vvv does; older ones always return them
+    asked = {"_ansible_tracebacks_for": ["error"]} if _core_version() >= (2, 19) else {}
+    rc, result = run_module(base_args(blocker / "ports.json"), **asked)
     assert rc == 1
     assert result["msg"].startswith(f"cannot update the port registry {blocker / 'ports.json'}")
     assert "is not a directory" in result["msg"]
     assert "Traceback" in result["exception"]
+
+
+def _core_version():
+    from ansible.release import __version__
+
+    return tuple(int(part) for part in __version__.split(".")[:2])
 
 
 def _docs(module_path):
