@@ -51,11 +51,15 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description:
+      - When run again with the same arguments, the module reports no change.
     support: full
   platform:
     platforms: posix
 notes:
   - An existing key is never replaced. To renew it, see the C(rotate) entry point of the C(spoke) role.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""
@@ -122,7 +126,7 @@ def main():
     try:
         uid = _id(lambda n: pwd.getpwnam(n).pw_uid, params["owner"], "account", module.check_mode)
         gid = _id(lambda n: grp.getgrnam(n).gr_gid, params["group"], "group", module.check_mode)
-        result = ensure_key(params["path"], lambda argv: module.run_command(argv), ssh_keygen=params["ssh_keygen"],
+        result = ensure_key(params["path"], module.run_command, ssh_keygen=params["ssh_keygen"],
                             comment=params["comment"], uid=uid, gid=gid, check_mode=module.check_mode)
     except SpokeKeyError as exc:
         module.fail_json(msg=str(exc))

@@ -66,6 +66,8 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description:
+      - When run again with the same arguments, the module reports no change.
     support: full
   platform:
     platforms: posix
@@ -73,6 +75,8 @@ attributes:
       - Linux only, because listening sockets are read from C(/proc/net/tcp) and C(/proc/net/tcp6).
 notes:
   - Run it on the hub, for example with C(delegate_to) from the spoke's play.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

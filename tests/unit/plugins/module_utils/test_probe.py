@@ -30,7 +30,7 @@ def server(behaviour):
         listener.settimeout(0.1)
         while not stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, _peer = listener.accept()
             except OSError:
                 continue
             threading.Thread(target=lambda c=conn: _run(behaviour, c), daemon=True).start()
@@ -59,19 +59,19 @@ def banner(text):
 
 
 def trickle(conn):
-    for _ in range(40):
+    for _byte in range(40):
         conn.sendall(b"S")
         time.sleep(0.25)
 
 
 def test_an_ssh_banner_is_up():
-    with server(banner(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")) as (port, _):
+    with server(banner(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")) as (port, _listener):
         result = probe.probe_ssh(port, timeout=2)
     assert result.up and result.detail == "SSH-2.0-OpenSSH_9.2p1 Debian"
 
 
 def test_a_port_that_closes_at_once_is_down():
-    with server(lambda conn: None) as (port, _):
+    with server(lambda conn: None) as (port, _listener):
         result = probe.probe_ssh(port, timeout=2)
     assert not result.up and result.detail == "no SSH banner"
 
@@ -87,14 +87,14 @@ def test_nothing_listening_is_down():
 
 def test_control_bytes_from_a_spoke_never_come_back():
     evil = b"SSH-2.0-\x1b]0;pwned\x07\x1b[2Jx\r\n"
-    with server(banner(evil)) as (port, _):
+    with server(banner(evil)) as (port, _listener):
         result = probe.probe_ssh(port, timeout=2)
     assert all(" " <= ch <= "~" for ch in result.detail)
     assert "pwned" in result.detail and "\x1b" not in result.detail
 
 
 def test_a_trickling_port_is_cut_at_the_total_deadline():
-    with server(trickle) as (port, _):
+    with server(trickle) as (port, _listener):
         start = time.monotonic()
         result = probe.probe_ssh(port, timeout=1.0)
         elapsed = time.monotonic() - start
@@ -103,7 +103,7 @@ def test_a_trickling_port_is_cut_at_the_total_deadline():
 
 
 def test_a_silent_service_that_holds_the_connection_is_up():
-    with server(lambda conn: time.sleep(1.5)) as (port, _):
+    with server(lambda conn: time.sleep(1.5)) as (port, _listener):
         assert probe.probe_stream(port, timeout=2, settle=0.3).up
 
 
@@ -123,12 +123,12 @@ def test_wait_ignores_the_replaced_session_until_a_new_one_holds_the_port():
         assert "replaced session" in result.detail
         assert time.monotonic() - start < 2.0
         # without a session to ignore, the same port passes at once
-        result, _ = probe.wait_for_tunnel(port, timeout=1.0, interval=0.1)
+        result, _held = probe.wait_for_tunnel(port, timeout=1.0, interval=0.1)
         assert result.up
 
 
 def test_the_module_waits_and_reports(collections_root):
-    with server(banner(b"SSH-2.0-spoke\r\n")) as (port, _):
+    with server(banner(b"SSH-2.0-spoke\r\n")) as (port, _listener):
         out = _run_module(collections_root, {"port": port, "timeout": 3})
         assert out["up"] is True and out["detail"] == "SSH-2.0-spoke" and out["changed"] is False
         assert out["listener"]

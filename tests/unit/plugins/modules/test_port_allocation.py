@@ -160,7 +160,7 @@ def test_os_error_carries_a_traceback(run_module, tmp_path):
 
 
 def _core_version():
-    from ansible.release import __version__
+    from ansible.module_utils.ansible_release import __version__
 
     return tuple(int(part) for part in __version__.split(".")[:2])
 

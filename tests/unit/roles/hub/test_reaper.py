@@ -473,7 +473,7 @@ class Server:
     def _serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _peer = self.sock.accept()
             except OSError:
                 return
             if self.behaviour == "greet":
