@@ -38,7 +38,11 @@ def hub_node(name=None):
 
 
 def ports(hub=None):
-    return json.loads(hub_node(hub).file("/var/lib/revtunnel/ports.json").content_string)["ports"]
+    """{spoke: {forward: port}} from the hub's registry, version 1 or 2."""
+    document = json.loads(hub_node(hub).file("/var/lib/revtunnel/ports.json").content_string)
+    if document.get("version") == 1:
+        return document["ports"]
+    return {name: entry["ports"] for name, entry in document["spokes"].items()}
 
 
 def trusted_lines(spoke, hub=None):
