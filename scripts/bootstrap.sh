@@ -11,14 +11,6 @@ if [[ ! -e "$link" ]]; then
     ln -sfn ../../.. "$link"
 fi
 
-VENV=${VENV:-.venv}
-STAMP="$VENV/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
-    exit 0
-fi
-
 apt_install() {
     if [[ $(id -u) -ne 0 ]]; then
         echo "bootstrap: need root (or sudo) to install: $*" >&2
@@ -29,6 +21,25 @@ apt_install() {
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# promtool (Debian's prometheus package) checks the metrics and the alert rules in the unit tests. Only the
+# tool is wanted: a Prometheus server that the package starts under systemd is stopped and disabled again.
+if ! command -v promtool >/dev/null && [[ $(id -u) -ne 0 ]]; then
+    echo "bootstrap: promtool is missing and the unit tests need it: sudo apt-get install prometheus" >&2
+elif ! command -v promtool >/dev/null; then
+    apt_install --no-install-recommends prometheus
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
+VENV=${VENV:-.venv}
+STAMP="$VENV/.requirements.sha256"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/ansible-playbook" ]]; then
+    exit 0
+fi
 
 command -v python3 >/dev/null || apt_install python3
 command -v git >/dev/null || apt_install git
