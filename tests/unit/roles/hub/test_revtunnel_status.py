@@ -257,3 +257,27 @@ def test_options_that_do_not_go_together_are_refused(tmp_path):
         with pytest.raises(SystemExit) as exc:
             status.main(["--registry", str(tmp_path / "r.json"), *argv])
         assert exc.value.code == 2
+
+
+def test_a_cursor_journalctl_refuses_restarts_counting_at_the_newest_line(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_journal(*match, since=None, after_cursor=None, lines=None):
+        calls.append((after_cursor, lines))
+        if after_cursor == "gone":
+            return None
+        return [{"__CURSOR": "newest", "_SYSTEMD_UNIT": "revtunnel-reaper.service", "MESSAGE": "x replaces y"}]
+
+    monkeypatch.setattr(status, "journal_entries", fake_journal)
+    registry, state = tmp_path / "ports.json", tmp_path / "state.json"
+    registry.write_text(json.dumps({"version": 1, "ports": {}}))
+    state.write_text(json.dumps({"version": 1, "tunnels": {},
+                                 "reaper": {"cursor": "gone", "replaced": {"unknown": 4}, "second_address": {}}}))
+    args = ["--registry", str(registry), "--state", str(state), "--prometheus", "--record"]
+    assert status.main(args) == 0
+    assert calls == [("gone", None), (None, 1)]
+    kept = json.loads(state.read_text())["reaper"]
+    assert kept == {"cursor": "newest", "replaced": {"unknown": 4}, "second_address": {}}  # nothing recounted
+    assert status.main(args) == 0
+    assert json.loads(state.read_text())["reaper"]["replaced"] == {"unknown": 5}
+    assert 'revtunnel_tunnel_sessions_replaced_total{hub=' in capsys.readouterr().out
