@@ -22,6 +22,17 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# promtool (Debian's prometheus package) checks the metrics and the alert rules in the unit tests. Only the
+# tool is wanted: a Prometheus server that the package starts under systemd is stopped and disabled again.
+if ! command -v promtool >/dev/null && [[ $(id -u) -ne 0 ]]; then
+    echo "bootstrap: promtool is missing and the unit tests need it: sudo apt-get install prometheus" >&2
+elif ! command -v promtool >/dev/null; then
+    apt_install --no-install-recommends prometheus
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
 # ansible-test sanity runs shellcheck on the shell scripts; without it that test is skipped.
 command -v shellcheck >/dev/null || apt_install shellcheck
 

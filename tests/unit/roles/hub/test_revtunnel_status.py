@@ -1,15 +1,23 @@
 """The hub's revtunnel-status command against real sockets on loopback."""
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import json
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "hub" / "files" / "revtunnel-status"
+ROOT = Path(__file__).resolve().parents[4]
+SCRIPT = ROOT / "roles" / "hub" / "files" / "revtunnel-status"
+# On the hub these live in /usr/local/lib/revtunnel; here they come from the checkout.
+for _lib in (ROOT / "plugins" / "module_utils", ROOT / "roles" / "hub" / "files"):
+    if str(_lib) not in sys.path:
+        sys.path.insert(0, str(_lib))
 _loader = importlib.machinery.SourceFileLoader("revtunnel_status", str(SCRIPT))
 status = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_status", _loader))
 _loader.exec_module(status)
@@ -38,13 +46,35 @@ class Server:
                 self.conns.append(conn)
             elif self.behaviour == "close":
                 conn.close()
+            elif self.behaviour == "escape":
+                conn.sendall(b"SSH-2.0-\x1b]0;pwned\x07\x1b[2J\r\n")
+                self.conns.append(conn)
+            elif self.behaviour == "escape-junk":
+                conn.sendall(b"\x1b[31mHELLO\x9b\x00\r\n")
+                self.conns.append(conn)
+            elif self.behaviour == "trickle":
+                threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+                self.conns.append(conn)
             elif self.behaviour == "http":
                 conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
                 self.conns.append(conn)
             else:
                 self.conns.append(conn)
 
+    @staticmethod
+    def _trickle(conn):
+        """One byte every 2.5 s and never a newline: the port that once stalled the command for a minute."""
+        try:
+            while True:
+                conn.sendall(b"S")
+                time.sleep(2.5)
+        except OSError:
+            return
+
     def close(self):
+        # shutdown first: close() alone leaves the socket listening while accept() blocks in the thread
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         for conn in self.conns:
             conn.close()
@@ -63,6 +93,11 @@ def servers():
         server.close()
 
 
+def spokes(ports):
+    """read_spokes()' shape from {spoke: {forward: port}}."""
+    return {name: {"ports": forwards, "keys": [], "key_from": []} for name, forwards in ports.items()}
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,7 +106,7 @@ def free_port():
 
 def test_ssh_forward_is_up_only_with_an_ssh_banner(servers):
     up, silent, closing = servers("banner"), servers("silent"), servers("close")
-    rows = status.check({"ports": {"a": {"ssh": up.port}, "b": {"ssh": silent.port}, "c": {"ssh": closing.port}}},
+    rows = status.check(spokes({"a": {"ssh": up.port}, "b": {"ssh": silent.port}, "c": {"ssh": closing.port}}),
                         timeout=0.5)
     assert [(r["spoke"], r["up"]) for r in rows] == [("a", True), ("b", False), ("c", False)]
     assert rows[0]["detail"].startswith("SSH-2.0-OpenSSH")
@@ -80,20 +115,20 @@ def test_ssh_forward_is_up_only_with_an_ssh_banner(servers):
 def test_bound_but_dead_port_is_down(servers):
     # The hub's sshd accepts on a live tunnel and closes at once when the spoke's side refuses.
     closing = servers("close")
-    rows = status.check({"ports": {"a": {"ssh": closing.port, "rdp": closing.port}}}, timeout=0.5)
+    rows = status.check(spokes({"a": {"ssh": closing.port, "rdp": closing.port}}), timeout=0.5)
     assert all(not r["up"] for r in rows)
     assert "leads nowhere" in [r for r in rows if r["forward"] == "rdp"][0]["detail"]
 
 
 def test_unbound_port_is_down_with_the_reason():
-    rows = status.check({"ports": {"a": {"ssh": free_port()}}}, timeout=0.5)
+    rows = status.check(spokes({"a": {"ssh": free_port()}}), timeout=0.5)
     assert rows[0]["up"] is False
     assert "refused" in rows[0]["detail"].lower()
 
 
 def test_other_forwards_are_up_when_held_open_or_answering(servers):
     silent, http = servers("silent"), servers("http")
-    rows = status.check({"ports": {"a": {"rdp": silent.port, "web": http.port}}}, timeout=0.5)
+    rows = status.check(spokes({"a": {"rdp": silent.port, "web": http.port}}), timeout=0.5)
     assert all(r["up"] for r in rows)
 
 
@@ -113,3 +148,136 @@ def test_cli_prints_json_and_exits_nonzero_when_a_tunnel_is_down(servers, tmp_pa
 def test_cli_reports_an_unreadable_registry(tmp_path, capsys):
     assert status.main(["--registry", str(tmp_path / "missing.json")]) == 2
     assert "cannot read the registry" in capsys.readouterr().err
+
+
+def test_cli_reads_a_version_2_registry(servers, tmp_path, capsys):
+    up = servers("banner")
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 2, "spokes": {"a": {"ports": {"ssh": up.port}, "keys": []}}}))
+    assert status.main(["--registry", str(registry), "--json", "--timeout", "0.5"]) == 0
+    assert [(r["spoke"], r["up"]) for r in json.loads(capsys.readouterr().out)] == [("a", True)]
+
+
+def control_bytes(text):
+    """Characters a terminal could act on: everything below space except newline, DEL and C1."""
+    return sorted({hex(ord(ch)) for ch in text if (ord(ch) < 32 and ch != "\n") or 127 <= ord(ch) < 160})
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--prometheus", "--hub", "h\x1b[2J"]])
+def test_what_a_spoke_sends_reaches_no_output_as_control_bytes(servers, tmp_path, capsys, mode):
+    evil, junk = servers("escape"), servers("escape-junk")
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 1, "ports": {"a": {"ssh": evil.port}, "b": {"ssh": junk.port}}}))
+    status.main(["--registry", str(registry), "--timeout", "0.5", "--state", str(tmp_path / "state.json"), *mode])
+    out = capsys.readouterr().out
+    if "--prometheus" in mode:
+        assert 'hub="h?[2J"' in out and 'spoke="a"' in out  # the metrics carry no banner, only labels
+    else:
+        assert "pwned" in out and "HELLO" in out
+    assert control_bytes(out) == []
+
+
+def test_history_output_has_no_control_bytes_either(tmp_path, capsys, monkeypatch):
+    now = time.time()
+    entries = [{"__REALTIME_TIMESTAMP": str(int((now - 60) * 1e6)), "_SYSTEMD_UNIT": "revtunnel-metrics.service",
+                "SYSLOG_IDENTIFIER": "revtunnel-metrics",
+                "MESSAGE": "revtunnel: a/ssh down (not an SSH banner: \x1b[2Jx)"}]
+    monkeypatch.setattr(status, "journal_entries", lambda *a, **k: entries)
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 1, "ports": {"a": {"ssh": 1}}}))
+    for mode in ([], ["--json"]):
+        assert status.main(["--registry", str(registry), "--since", "1h", "--state", str(tmp_path / "s"), *mode]) == 0
+        out = capsys.readouterr().out
+        assert "not an SSH banner" in out and control_bytes(out) == []
+
+
+def test_a_trickling_port_is_down_within_one_deadline(servers):
+    # The finding: one byte every 2.5 s and no newline kept --timeout 3 busy for 60 s.
+    slow = servers("trickle")
+    start = time.monotonic()
+    rows = status.check(spokes({"a": {"ssh": slow.port}}), timeout=3)
+    assert time.monotonic() - start < 4
+    assert rows[0]["up"] is False
+
+
+def test_slow_spokes_do_not_delay_the_others(servers, tmp_path, capsys):
+    slow = [servers("trickle") for _ in range(5)]
+    fast = servers("banner")
+    ports = {f"slow-{i}": {"ssh": s.port} for i, s in enumerate(slow)}
+    ports["fast"] = {"ssh": fast.port}
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 1, "ports": ports}))
+    start = time.monotonic()
+    assert status.main(["--registry", str(registry), "--json", "--timeout", "1"]) == 1
+    assert time.monotonic() - start < 3
+    rows = {r["spoke"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["fast"]["up"] and not any(rows[f"slow-{i}"]["up"] for i in range(5))
+
+
+def test_many_spokes_take_about_one_timeout_not_one_each(tmp_path):
+    silent = [Server("silent") for _ in range(40)]
+    try:
+        start = time.monotonic()
+        rows = status.check(spokes({f"s{i}": {"ssh": s.port} for i, s in enumerate(silent)}), timeout=0.5, workers=32)
+        assert time.monotonic() - start < 2.5
+        assert len(rows) == 40 and not any(r["up"] for r in rows)
+    finally:
+        for server in silent:
+            server.close()
+
+
+def test_record_writes_metrics_state_and_logs_transitions(servers, tmp_path, capsys):
+    up = servers("banner")
+    registry, state, prom = tmp_path / "ports.json", tmp_path / "state.json", tmp_path / "tf" / "revtunnel.prom"
+    registry.write_text(json.dumps({"version": 1, "ports": {"a": {"ssh": up.port}}}))
+    args = ["--registry", str(registry), "--state", str(state), "--prometheus", "--record", "--hub", "hub-1",
+            "--timeout", "0.5", "--output", str(prom)]
+    # No textfile directory yet: skipped quietly with --if-dir-exists, the state is still kept.
+    assert status.main([*args, "--if-dir-exists"]) == 0
+    assert not prom.exists()
+    assert "revtunnel: a/ssh up (first seen)" in capsys.readouterr().err
+    first = json.loads(state.read_text())["tunnels"]["a"]["ssh"]
+    prom.parent.mkdir()
+    assert status.main(args) == 0
+    assert capsys.readouterr().err == ""  # no change, no line
+    text = prom.read_text()
+    assert 'revtunnel_tunnel_up{hub="hub-1",spoke="a",forward="ssh"} 1' in text
+    assert f'revtunnel_tunnel_last_change_timestamp_seconds{{hub="hub-1",spoke="a",forward="ssh"}} ' \
+           f'{first["since"]:.3f}' in text
+    up.close()
+    assert status.main(args) == 0
+    assert "revtunnel: a/ssh down (" in capsys.readouterr().err
+    assert 'revtunnel_tunnel_up{hub="hub-1",spoke="a",forward="ssh"} 0' in prom.read_text()
+    assert json.loads(state.read_text())["tunnels"]["a"]["ssh"]["since"] > first["since"]
+    assert [p.name for p in prom.parent.iterdir()] == ["revtunnel.prom"]
+
+
+def test_options_that_do_not_go_together_are_refused(tmp_path):
+    for argv in (["--output", "x"], ["--record"], ["--prometheus", "--record", "--spoke", "a"], ["--since", "soon"]):
+        with pytest.raises(SystemExit) as exc:
+            status.main(["--registry", str(tmp_path / "r.json"), *argv])
+        assert exc.value.code == 2
+
+
+def test_a_cursor_journalctl_refuses_restarts_counting_at_the_newest_line(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_journal(*match, since=None, after_cursor=None, lines=None):
+        calls.append((after_cursor, lines))
+        if after_cursor == "gone":
+            return None
+        return [{"__CURSOR": "newest", "_SYSTEMD_UNIT": "revtunnel-reaper.service", "MESSAGE": "x replaces y"}]
+
+    monkeypatch.setattr(status, "journal_entries", fake_journal)
+    registry, state = tmp_path / "ports.json", tmp_path / "state.json"
+    registry.write_text(json.dumps({"version": 1, "ports": {}}))
+    state.write_text(json.dumps({"version": 1, "tunnels": {},
+                                 "reaper": {"cursor": "gone", "replaced": {"unknown": 4}, "second_address": {}}}))
+    args = ["--registry", str(registry), "--state", str(state), "--prometheus", "--record"]
+    assert status.main(args) == 0
+    assert calls == [("gone", None), (None, 1)]
+    kept = json.loads(state.read_text())["reaper"]
+    assert kept == {"cursor": "newest", "replaced": {"unknown": 4}, "second_address": {}}  # nothing recounted
+    assert status.main(args) == 0
+    assert json.loads(state.read_text())["reaper"]["replaced"] == {"unknown": 5}
+    assert 'revtunnel_tunnel_sessions_replaced_total{hub=' in capsys.readouterr().out
