@@ -201,8 +201,8 @@ def test_link_cut_then_restored_with_the_same_or_a_new_address(seconds):
     took = recover("cut_link", lambda: both(cut))
     assert took[moved] <= MOVED_TARGET, (moved, took[moved], journals())
     assert faults.address(moved, NETWORK) == new_address
-    if seconds < settings(same)["S"]:
-        # Same address, shorter than ssh's own limit: the session lived on, nothing was restarted.
+    if seconds + 10 < settings(same)["S"]:
+        # Same address, well within ssh's own limit: the session lived on, nothing was restarted.
         assert faults.main_pid(same, UNIT) == session, journals()
     # The watchdog said why it ended the moved spoke's session (a 120 s cut outlasts ssh's own limit).
     if seconds < settings(moved)["S"]:
@@ -288,7 +288,7 @@ def test_ansible_through_the_spokes_own_tunnel_survives_a_change_of_the_tunnel(t
         f"          ansible_ssh_common_args: -F {config}\n"
         f"          ansible_ssh_host_key_checking: true\n")
     before = faults.sh(HUB, f"ss -Htlne 'sport = :{port}'")
-    for count_max in (31, 30):  # change the tunnel, then change it back to the default
+    for count_max in (41, 40):  # change the tunnel, then change it back to the default
         proc = subprocess.run(
             [Path(sys.executable).parent / "ansible-playbook", "-i", str(inventory), str(ROOT / "site.yml"),
              "-e", f"revtunnel_server_alive_count_max={count_max}"],
