@@ -230,9 +230,8 @@ def main():
                 print(f"round {round_no + 1}/{args.runs} {fault:26s} "
                       + "  ".join(f"{name} {value}" for name, value in took.items()), file=sys.stderr, flush=True)
                 # A lost connection is a result; a tunnel that is not back is repaired before the next fault.
-                up = {name: took[name] is not None and not fault.startswith("survive_")
-                      or faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
-                      for name in LABS}
+                up = {name: faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
+                      if fault.startswith("survive_") else took[name] is not None for name in LABS}
                 if not up["ours"]:
                     sys.exit(f"ours stuck after {fault}: " + faults.sh(LABS["ours"]["spoke"],
                                                                        f"journalctl -u {OUR_UNIT} -n 30 --no-pager"))
