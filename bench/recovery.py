@@ -4,13 +4,23 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Recovery benchmark: seconds from the end of a fault until the hub reads the spoke's SSH banner again.
 
-Two labs side by side in the same run, each a Debian 12 hub and a Debian 12 spoke:
-- ours: provisioned by site.yml with the collection's defaults (reaper on the hub);
+Three labs side by side in the same run, each a Debian 12 hub and a Debian 12 spoke:
+- ours: provisioned by site.yml with the collection's defaults (reaper on the hub, watchdog on the spoke);
 - baseline: the articles' unit, by hand (ServerAliveInterval=60, ExitOnForwardFailure=yes,
-  Restart=always, RestartSec=3) and a hub with no ClientAlive and no reaper.
-Each fault hits both labs at once, N times; cuts keep connecting to the stale hub port meanwhile.
-Prints median and max per fault and the baseline/ours ratio. A tunnel still down after --timeout s is
-"stuck": the baseline lab is then repaired by hand before the next fault.
+  Restart=always, RestartSec=3) and a hub with no ClientAlive and no reaper;
+- autossh: what the most used autossh roles run, `autossh -M 0` with ServerAliveInterval 30 and
+  ServerAliveCountMax 3. The lab image has no autossh and its containers reach no package mirror, so it
+  is modelled as what `autossh -M 0` amounts to: plain ssh with those options, restarted by systemd at
+  once (Restart=always, RestartSec=1); its hub is configured like the baseline's.
+Each fault hits every lab at once, N times; cuts keep connecting to the stale hub port meanwhile.
+Prints median and max per fault and the ratio of each other lab to ours. A tunnel still down after
+--timeout s is "stuck": that lab is then repaired by hand before the next fault.
+
+survive_cut_S: a connection through the tunnel is open across an S-second cut (same address); the row
+gives the seconds from the link's return until the spoke's sshd answered on that same connection, and
+"lost" when it did not (closed, reset, or no answer within --timeout s). survive_far_cut_S: the same, the
+spoke's packets leaving and getting lost beyond it (only the hub's packets are dropped at the spoke), so
+that both ends wait out TCP's retransmission backoff, as on a broken uplink.
 
 Run after `make lab`:  python bench/recovery.py [-n 3] [--faults kill_client,cut_link_120] [--keep]
 """
@@ -34,28 +44,37 @@ IMAGE = "revtunnel-lab/debian:12"
 LABS = {
     "ours": {"hub": "rt-bench-hub", "spoke": "rt-bench-spoke", "hub_ip": 10, "spoke_ip": 20, "moved": 100},
     "baseline": {"hub": "rt-bench-bhub", "spoke": "rt-bench-bspoke", "hub_ip": 11, "spoke_ip": 21, "moved": 150},
+    "autossh": {"hub": "rt-bench-ahub", "spoke": "rt-bench-aspoke", "hub_ip": 12, "spoke_ip": 22, "moved": 200},
 }
 OUR_UNIT = "revtunnel@rt-bench-hub.service"
 BASE_UNIT = "articles-tunnel.service"
 PORT = 10000
 FAULTS = ["kill_client", "restart_hub_sshd", "kill_all_hub_sshd", "restart_hub", "cut_link_20",
-          "cut_link_20_new_address", "cut_link_120", "cut_link_120_new_address", "reboot_spoke"]
+          "cut_link_20_new_address", "cut_link_120", "cut_link_120_new_address", "reboot_spoke",
+          "survive_cut_10", "survive_cut_30", "survive_cut_60",
+          "survive_far_cut_10", "survive_far_cut_30", "survive_far_cut_60"]
 
-BASELINE_UNIT = f"""[Unit]
-Description=Reverse tunnel as in the articles
+HAND_UNIT = """[Unit]
+Description={description}
 After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/bin/ssh -NT -i /root/.ssh/tunnel_key -o ServerAliveInterval=60 -o ExitOnForwardFailure=yes \
+ExecStart=/usr/bin/ssh -NT -i /root/.ssh/tunnel_key {options} -o ExitOnForwardFailure=yes \
 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/root/.ssh/hub_known_hosts \
--R {PORT}:localhost:22 tunnel@{LABS['baseline']['hub']}
+-R {port}:localhost:22 tunnel@{hub}
 Restart=always
-RestartSec=3
+RestartSec={restart_sec}
 
 [Install]
 WantedBy=multi-user.target
 """
+HAND_LABS = {
+    "baseline": {"description": "Reverse tunnel as in the articles", "options": "-o ServerAliveInterval=60",
+                 "restart_sec": 3},
+    "autossh": {"description": "Reverse tunnel as autossh -M 0 runs it",
+                "options": "-o ServerAliveInterval=30 -o ServerAliveCountMax=3", "restart_sec": 1},
+}
 
 
 def run_container(name, address, net_admin):
@@ -91,8 +110,9 @@ def provision_ours():
                           f"          revtunnel_port: {PORT}\n")
 
 
-def provision_baseline():
-    lab = LABS["baseline"]
+def provision_by_hand(name):
+    """The articles' setup (or the autossh model): a key made by hand, one unit, a hub with no ClientAlive."""
+    lab = LABS[name]
     hub, spoke = lab["hub"], lab["spoke"]
     faults.sh(spoke, "mkdir -p -m 0700 /root/.ssh && ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/tunnel_key")
     key = faults.sh(spoke, "cat /root/.ssh/tunnel_key.pub")
@@ -105,13 +125,14 @@ def provision_baseline():
                    " >/etc/ssh/sshd_config.d/10-articles.conf && systemctl reload ssh")
     host_key = " ".join(faults.sh(hub, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2])
     faults.sh(spoke, f"echo '{hub} {host_key}' >/root/.ssh/hub_known_hosts && "
-                     f"cat >/etc/systemd/system/{BASE_UNIT} <<'UNIT'\n{BASELINE_UNIT}UNIT\n"
+                     f"cat >/etc/systemd/system/{BASE_UNIT} <<'UNIT'\n"
+                     f"{HAND_UNIT.format(port=PORT, hub=hub, **HAND_LABS[name])}UNIT\n"
                      f"systemctl daemon-reload && systemctl enable --now {BASE_UNIT}")
 
 
-def unstick_baseline():
-    """Repair the baseline by hand after a stuck fault: end the hub's stale sessions, wait for the tunnel."""
-    lab = LABS["baseline"]
+def unstick(name):
+    """Repair a hand-made lab after a stuck fault: end the hub's stale sessions, wait for the tunnel."""
+    lab = LABS[name]
     faults.sh(lab["hub"], "for p in $(pgrep -f 'sshd: tunnel'); do kill $p; done; true", check=False)
     if faults.time_to_banner(lab["hub"], PORT, time.time(), 60) is None:
         faults.sh(lab["spoke"], f"systemctl restart {BASE_UNIT}")
@@ -122,6 +143,8 @@ def inflict(fault, name, round_no):
     """Inflict FAULT on lab NAME; return its end time."""
     lab = LABS[name]
     unit = OUR_UNIT if name == "ours" else BASE_UNIT
+    if fault.startswith("survive_"):
+        return None
     if fault == "kill_client":
         return faults.kill_client(lab["spoke"], unit)
     if fault == "restart_hub_sshd":
@@ -142,17 +165,34 @@ def inflict(fault, name, round_no):
 
 
 def measure(fault, name, round_no, timeout):
+    lab = LABS[name]
+    if fault.startswith("survive_"):
+        return faults.survive_cut(lab["spoke"], lab["hub"], f"{SUBNET}.{lab['hub_ip']}", PORT,
+                                  int(fault.split("_")[-1]), f"{fault}-{round_no}", far="_far_" in fault,
+                                  limit=timeout)
     ended = inflict(fault, name, round_no)
-    return faults.time_to_banner(LABS[name]["hub"], PORT, ended, timeout)
+    return faults.time_to_banner(lab["hub"], PORT, ended, timeout)
 
 
-def fmt(values, timeout):
+def fmt(values, timeout, fault=""):
     done = [v for v in values if v is not None]
     stuck = len(values) - len(done)
+    word = "lost" if fault.startswith("survive_") else "stuck"
     if not done:
-        return f"stuck (>{timeout:.0f} s) x{stuck}"
+        return f"{word} x{stuck}" if word == "lost" else f"stuck (>{timeout:.0f} s) x{stuck}"
     text = f"{statistics.median(done):6.2f} / {max(done):6.2f}"
-    return text + (f"  stuck x{stuck}" if stuck else "")
+    return text + (f"  {word} x{stuck}" if stuck else "")
+
+
+def ratio(ours, other):
+    """Median of another lab over ours ('inf' when the other never made it and ours did)."""
+    mine = [v for v in ours if v is not None]
+    theirs = [v for v in other if v is not None]
+    if len(theirs) < len(other) and mine:
+        return "inf" if not theirs or len(mine) == len(ours) else "-"
+    if mine and theirs and statistics.median(mine) > 0:
+        return f"{statistics.median(theirs) / statistics.median(mine):.1f}x"
+    return "-"
 
 
 def main():
@@ -169,48 +209,49 @@ def main():
     if faults.docker("images", "-q", IMAGE) == "":
         sys.exit(f"{IMAGE} is missing: run `make lab` first")
 
-    results = {f: {"ours": [], "baseline": []} for f in chosen}
+    results = {f: {name: [] for name in LABS} for f in chosen}
     started = time.time()
     try:
         create()
         provision_ours()
-        provision_baseline()
+        for name in HAND_LABS:
+            provision_by_hand(name)
         for name, lab in LABS.items():
             if faults.time_to_banner(lab["hub"], PORT, time.time(), 60) is None:
                 sys.exit(f"{name}: the tunnel never came up")
         for round_no in range(args.runs):
             for fault in chosen:
-                with ThreadPoolExecutor(2) as pool:
+                with ThreadPoolExecutor(len(LABS)) as pool:
                     took = dict(zip(LABS, pool.map(
                         lambda n, f=fault, r=round_no: measure(f, n, r, args.timeout), LABS)))
                 for name, value in took.items():
                     results[fault][name].append(value)
-                print(f"round {round_no + 1}/{args.runs} {fault:26s} ours {took['ours']}  baseline {took['baseline']}",
-                      file=sys.stderr, flush=True)
-                if took["baseline"] is None:
-                    unstick_baseline()
-                if took["ours"] is None:
+                print(f"round {round_no + 1}/{args.runs} {fault:26s} "
+                      + "  ".join(f"{name} {value}" for name, value in took.items()), file=sys.stderr, flush=True)
+                # A lost connection is a result; a tunnel that is not back is repaired before the next fault.
+                up = {name: faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
+                      if fault.startswith("survive_") else took[name] is not None for name in LABS}
+                if not up["ours"]:
                     sys.exit(f"ours stuck after {fault}: " + faults.sh(LABS["ours"]["spoke"],
                                                                        f"journalctl -u {OUR_UNIT} -n 30 --no-pager"))
+                for name in HAND_LABS:
+                    if not up[name]:
+                        unstick(name)
     finally:
         if not args.keep:
             destroy()
 
-    print(f"\nRecovery after each fault: seconds from its end until the hub reads the spoke's banner "
-          f"({args.runs} runs, median / max; hub and spoke Debian 12; {time.time() - started:.0f} s in all)\n")
-    print(f"| {'fault':26s} | {'ours':22s} | {'baseline (articles)':26s} | ratio |")
-    print(f"|{'-' * 28}|{'-' * 24}|{'-' * 28}|-------|")
+    others = [name for name in LABS if name != "ours"]
+    print(f"\nRecovery after each fault: seconds from its end until the hub reads the spoke's banner; survive_*: "
+          f"seconds from the link's return until the same connection answered ({args.runs} runs, median / max; "
+          f"hub and spoke Debian 12; {time.time() - started:.0f} s in all)\n")
+    print(f"| {'fault':26s} | {'ours':22s} | " + " | ".join(f"{name:22s} | {name + ' / ours':>15s}" for name in others)
+          + " |")
+    print(f"|{'-' * 28}|{'-' * 24}|" + "|".join(f"{'-' * 24}|{'-' * 17}" for _ in others) + "|")
     for fault, by_lab in results.items():
-        ours = [v for v in by_lab["ours"] if v is not None]
-        base = [v for v in by_lab["baseline"] if v is not None]
-        if len(base) < len(by_lab["baseline"]):
-            ratio = "inf"
-        elif ours and base and statistics.median(ours) > 0:
-            ratio = f"{statistics.median(base) / statistics.median(ours):.1f}x"
-        else:
-            ratio = "-"
-        print(f"| {fault:26s} | {fmt(by_lab['ours'], args.timeout):22s} | "
-              f"{fmt(by_lab['baseline'], args.timeout):26s} | {ratio:>5s} |")
+        print(f"| {fault:26s} | {fmt(by_lab['ours'], args.timeout, fault):22s} | "
+              + " | ".join(f"{fmt(by_lab[name], args.timeout, fault):22s} | {ratio(by_lab['ours'], by_lab[name]):>15s}"
+                           for name in others) + " |")
     return 0
 
 

@@ -42,6 +42,47 @@ while time.time() < end:
 """
 
 
+# Runs on the hub in the background: one connection through the tunnel, as an operator's session would be.
+# It reads the spoke's banner, waits for the GO file (written when the link is back, holding that time),
+# then sends its identification and reads the spoke's KEXINIT on the same connection. OUT gets the seconds
+# from the link's return until the KEXINIT, or "lost" (closed, reset) or "timeout".
+HOLDER = r"""
+import os, socket, sys, time
+port, ready, go, out, limit = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+def done(text):
+    with open(out + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(out + ".tmp", out)
+    sys.exit(0)
+try:
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.settimeout(5)
+    if not s.recv(256).startswith(b"SSH-"):
+        done("no banner")
+except OSError as e:
+    done("no banner: %s" % e)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.05)
+time.sleep(0.05)
+since = float(open(go).read())
+try:
+    s.sendall(b"SSH-2.0-revtunnel-resilience\r\n")
+    s.settimeout(max(1.0, since + limit - time.time()))
+    data = b""
+    while len(data) < 6:
+        chunk = s.recv(4096)
+        if not chunk:
+            done("lost")
+        data += chunk
+except socket.timeout:
+    done("timeout")
+except OSError:
+    done("lost")
+done("%.3f" % (time.time() - since) if data[5] == 20 else "lost")
+"""
+
+
 def docker(*args, check=True, timeout=180):
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
@@ -137,6 +178,47 @@ def cut_link(spoke, hub_address, seconds, network=None, new_address=None, hub=No
         docker("network", "connect", "--ip", new_address, network, spoke)
     sh(spoke, f"iptables -D INPUT -s {hub_address} -j DROP && iptables -D OUTPUT -d {hub_address} -j DROP")
     return time.time()
+
+
+def _block(spoke, hub_address, action, far):
+    """Insert (-I) or delete (-D) the rules of a cut: both directions, or only what comes from the hub (FAR)."""
+    rules = [f"iptables {action} INPUT -s {hub_address} -j DROP"]
+    if not far:
+        rules.append(f"iptables {action} OUTPUT -d {hub_address} -j DROP")
+    sh(spoke, " && ".join(rules))
+
+
+def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=120.0):
+    """Cut the link for SECONDS with a connection open through the tunnel; does that connection carry on?
+
+    Returns the seconds from the link's return until the spoke's sshd answered on the same connection, or
+    None when the connection was lost (or did not answer within LIMIT s). The cut drops packets on the
+    spoke, both directions: its kernel knows it could not send and resumes at once when the hub speaks.
+    With FAR only what comes from the hub is dropped: the spoke's packets leave and are lost further on,
+    as on a broken uplink, and both ends wait for TCP's retransmission backoff.
+    """
+    files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
+    sh(hub, "rm -f " + " ".join(files))
+    docker("exec", "-d", hub, "python3", "-c", HOLDER, str(port), *files, str(limit))
+    end = time.time() + 10
+    while sh(hub, f"test -e {files[0]} -o -e {files[2]} && echo yes || true") != "yes":
+        if time.time() > end:
+            raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
+        time.sleep(0.1)
+    if sh(hub, f"cat {files[2]} 2>/dev/null || true"):
+        raise RuntimeError(f"connection through {spoke}'s tunnel failed: {sh(hub, f'cat {files[2]}')}")
+    _block(spoke, hub_address, "-I", far)
+    time.sleep(seconds)  # the fault itself, not an assertion
+    _block(spoke, hub_address, "-D", far)
+    back = time.time()
+    sh(hub, f"echo {back} >{files[1]}")
+    end = back + limit + 10
+    while time.time() < end:
+        out = sh(hub, f"cat {files[2]} 2>/dev/null || true")
+        if out:
+            return float(out) if out[0].isdigit() else None
+        time.sleep(0.2)
+    return None
 
 
 def run_site(root, inventory_text):

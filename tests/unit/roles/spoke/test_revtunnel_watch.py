@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tunnel watchdog: reading the kernel's view of ssh's connection, and when it ends a session."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "spoke" / "files" / "revtunnel-watch"
+_loader = importlib.machinery.SourceFileLoader("revtunnel_watch", str(SCRIPT))
+watch = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_watch", _loader))
+_loader.exec_module(watch)
+
+HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode")
+# ssh's connection to the hub, healthy (keep-alive timer only), then with 0x208 bytes waiting on a retransmission.
+IDLE = ("   3: 0C2AD50A:A9B4 0A2AD50A:0016 01 00000000:00000000 02:000AEF6A 00000000   997        0 228149 2 "
+        "000000003fe3c913 20 4 30 38 -1")
+STALLED = ("   3: 0C2AD50A:A9B4 0A2AD50A:0016 01 00000208:00000000 01:00000A4F 00000007   997        0 228149 2 "
+           "000000003fe3c913 1221 4 24 1 -1")
+PROBING = ("   3: 0C2AD50A:A9B4 0A2AD50A:0016 01 000000D0:00000000 04:000003C4 00000000   997        1 228149 2 "
+           "000000003fe3c913 690 4 16 68 -1")
+V6 = ("   0: 0000000000000000FFFF00000C2AD50A:A9B4 0000000000000000FFFF00000A2AD50A:0016 01 00000034:00000000 "
+      "01:00000010 00000000   997        0 99 1 0000000000000000 20 4 0 10 -1")
+
+
+def sample(unacked, timer=1, when=1.0, probes=0):
+    return watch.Sock(("10.213.42.12", 43444), ("10.213.42.10", 22), "01", unacked, timer, when, 0, probes, 1)
+
+
+def test_parse_reads_addresses_queue_and_timer():
+    assert watch.parse(HEADER) is None
+    row = watch.parse(STALLED)
+    assert (row.local, row.remote, row.state) == (("10.213.42.12", 43444), ("10.213.42.10", 22), "01")
+    assert (row.unacked, row.timer, row.retransmits, row.inode) == (0x208, 1, 7, 228149)
+    assert row.when == pytest.approx(26.39)
+    assert watch.parse(PROBING).probes == 1
+    assert watch.parse(V6).local == ("10.213.42.12", 43444)
+
+
+def test_progress_is_an_acknowledgement_or_an_answered_window_probe():
+    idle, stalled = watch.parse(IDLE), watch.parse(STALLED)
+    assert idle.progressed(stalled)
+    assert not stalled.progressed(None)
+    assert not stalled.progressed(sample(0x100))  # the queue only grew: keep-alives nobody acknowledged
+    assert sample(0x100).progressed(stalled)  # it shrank: the hub acknowledged some
+    assert sample(0x100, timer=4, probes=0).progressed(None)  # a zero window the hub keeps answering
+    assert not watch.parse(PROBING).progressed(None)
+
+
+def run(w, samples, answers=True, have_local=True):
+    """Feed (time, unacked) samples; the actions taken."""
+    out = []
+    for now, unacked in samples:
+        action, message = w.step(now, sample(unacked, when=3.0), lambda: answers, lambda ip: have_local)
+        out.append((now, action, message))
+    return [(now, action, message) for now, action, message in out if action]
+
+
+def test_a_cut_link_is_waited_out():
+    w = watch.Watch(silent_after=4, resume_wait=30)
+    assert run(w, [(t, 52 * (1 + t // 3)) for t in range(0, 60)], answers=False) == []
+
+
+def test_a_session_whose_address_is_gone_ends_once_the_hub_answers():
+    w = watch.Watch(silent_after=4, resume_wait=30)
+    acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 8)], have_local=False)
+    assert acted[0][:2] == (4, "end") and "no longer has the session's address 10.213.42.12" in acted[0][2]
+
+
+def test_a_silent_session_gets_until_its_next_transmission_then_ends():
+    w = watch.Watch(silent_after=4, resume_wait=30)
+    acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 12)])
+    assert [(now, action) for now, action, _ in acted][:2] == [(4, "log"), (9, "end")]  # next one in 3 s, + 2 s
+
+
+def test_a_session_that_resumes_is_left_alone_and_said_so():
+    w = watch.Watch(silent_after=4, resume_wait=30)
+    acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 7)] + [(7, 0), (8, 0)])
+    assert [action for _, action, _ in acted] == ["log", "log"] and acted[1][2] == "the session resumed"
+
+
+def test_resume_wait_caps_the_wait():
+    w = watch.Watch(silent_after=4, resume_wait=1)
+    acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 8)])
+    assert [(now, action) for now, action, _ in acted][:2] == [(4, "log"), (5, "end")]
+
+
+def test_have_address():
+    assert watch.have_address("127.0.0.1")
+    assert not watch.have_address("192.0.2.77")  # TEST-NET-1: no host has it
+
+
+def test_hub_answers_reads_a_banner_and_nothing_else():
+    def serve(banner):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def accept():
+            conn, _ = server.accept()
+            if banner:
+                conn.sendall(banner)
+            threading.Event().wait(1.5)
+            conn.close()
+        threading.Thread(target=accept, daemon=True).start()
+        return server.getsockname()[1]
+
+    assert watch.hub_answers("127.0.0.1", serve(b"SSH-2.0-OpenSSH_9.2\r\n"), 1.0)
+    assert not watch.hub_answers("127.0.0.1", serve(b"HTTP/1.1 400\r\n"), 1.0)
+    assert not watch.hub_answers("127.0.0.1", serve(b""), 0.5)  # accepts and says nothing: a dead forward
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_session_socket_finds_the_first_established_connection_of_a_process():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    try:
+        row = watch.session_socket(os.getpid())
+        assert row is not None and row.state == watch.ESTABLISHED
+        assert {row.local, row.remote} == {client.getsockname(), server.getsockname()}
+    finally:
+        client.close()
+        accepted.close()
+        server.close()
