@@ -19,7 +19,7 @@ help:
 	@echo "make lint        ansible-lint, yamllint, ruff, ansible-test sanity, antsibull-docs, changelog lint, build"
 	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
 	@echo "make ansible-test  ansible-test sanity, units and integration (port_allocation on localhost)"
-	@echo "make test-latest ansible-test and a syntax check with the newest ansible-core, in a Debian 13 container"
+	@echo "make test-latest the newest ansible-core: ansible-test in a Debian 13 container, then molecule default"
 	@echo "make release     write CHANGELOG.md for galaxy.yml's version from changelogs/fragments (consumes them)"
 	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
 
@@ -61,6 +61,7 @@ docs-lint: venv
 
 test-latest: lab
 	bash scripts/test-latest.sh
+	bash scripts/test-latest-molecule.sh
 
 release: venv
 	$(BIN)/antsibull-changelog lint
