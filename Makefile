@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv lab demo demo-clean test unit lint build bench bench-recovery bench-storm clean
+.PHONY: help venv lab demo demo-clean test unit lint build bench bench-recovery bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
@@ -17,6 +17,7 @@ help:
 	@echo "make unit        unit tests only (no Docker)"
 	@echo "make lint        ansible-lint, yamllint, ruff"
 	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
+	@echo "make bench-converge  site.yml seconds and tasks against a baseline commit (BENCH_ARGS='--spokes 3 --hub-only 100')"
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -51,6 +52,9 @@ bench-recovery: lab
 
 bench-storm: lab
 	$(BIN)/python bench/storm.py
+
+bench-converge: lab
+	$(BIN)/python bench/converge.py $(BENCH_ARGS)
 
 clean: demo-clean
 	rm -rf .cache $(VENV)
