@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -133,47 +135,65 @@ def ssh_access(containers, directory):
     return access
 
 
-def site(version, inventory_text, extra, timeout):
+# With -vvv, each command or file transfer of a connection plugin prints one line like these.
+CONNECTION_CALL = re.compile(r"^<[^>]+> (?:SSH: )?(?:EXEC|PUT|FETCH) ", re.MULTILINE)
+
+
+def site(version, inventory_text, extra, timeout, count_calls=False):
     """One timed site.yml run of VERSION: seconds, recap sums, host round trips, slowest tasks or an error."""
+    extra = [*extra, "-vvv"] if count_calls else extra
     with tempfile.TemporaryDirectory(prefix="rt-bench-") as directory:
         counts = Path(directory) / "counts.json"
         env = dict(version["env"], ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), BENCH_ROUND_TRIPS_FILE=str(counts))
-        started = time.monotonic()
+        started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             proc = faults.run_site(version["root"], inventory_text, *extra, env=env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             return {"seconds": None, "error": f"timeout after {timeout:.0f} s"}
+        except OSError as error:
+            return {"seconds": None, "error": f"ansible-playbook did not start: {error}"}
         seconds = time.monotonic() - started
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # The controller's CPU (ansible-playbook, its workers, their docker or ssh clients): steadier than
+        # wall time on a loaded machine, and what a bigger inventory costs the operator's machine.
+        cpu_seconds = done.ru_utime + done.ru_stime - cpu.ru_utime - cpu.ru_stime
         found = json.loads(counts.read_text()) if counts.exists() else {"hosts": {}, "slowest_tasks": []}
-    run = {"seconds": round(seconds, 2), "error": None, "slowest_tasks": found["slowest_tasks"]}
+    run = {"seconds": round(seconds, 2), "controller_cpu_seconds": round(cpu_seconds, 2), "error": None,
+           "slowest_tasks": found["slowest_tasks"]}
     for key in ("ok", "changed", "skipped", "failures", "unreachable", "remote"):
         run[key] = sum(h.get(key, 0) for h in found["hosts"].values())
     run["results"] = run["ok"] + run["skipped"] + run["failures"] + run["unreachable"]
     run["hub_remote"] = found["hosts"].get(HUB, {}).get("remote", 0)
+    if count_calls:
+        run["connection_calls"] = len(CONNECTION_CALL.findall(proc.stdout))
     if proc.returncode != 0:
         run["error"] = f"site.yml exited {proc.returncode}: " + (proc.stdout[-3000:] + proc.stderr[-1500:]).strip()
     return run
 
 
-def measure(version, kind, size, timeout, connection, keys):
+def measure(version, kind, size, args, keys):
     containers = [HUB] + ([spoke(i) for i in range(1, size + 1)] if kind == "containers" else [])
     create(containers)
     try:
         idle = sum(_lab.memory_mib(c) for c in containers)
-        text = inventory(kind, size, ssh_access(containers, keys) if connection == "ssh" else None)
+        text = inventory(kind, size, ssh_access(containers, keys) if args.connection == "ssh" else None)
         extra = ["--limit", HUB] if kind == "hub-only" else []
-        first = site(version, text, extra, timeout)
+        first = site(version, text, extra, args.timeout, args.count_calls)
         used = sum(_lab.memory_mib(c) for c in containers)
-        rerun = site(version, text, extra, timeout) if first["error"] is None else {"seconds": None,
-                                                                                   "error": "first run failed"}
+        if first["error"] is None:
+            rerun = site(version, text, extra, args.timeout, args.count_calls)
+        else:
+            rerun = {"seconds": None, "error": "first run failed"}
     finally:
         destroy()
     return {"first": first, "rerun": rerun, "memory_mib": {"idle": round(idle, 1), "after_first_run": round(used, 1),
                                                           "containers": len(containers)}}
 
 
-def fmt_s(run):
-    return "failed" if run is None or run.get("seconds") is None else f"{run['seconds']:.1f}"
+def fmt_s(run, cpu=False):
+    if run is None or run.get("seconds") is None:
+        return "failed"
+    return f"{run['seconds']:.1f}" + (f" ({run['controller_cpu_seconds']:.0f})" if cpu else "")
 
 
 def marginal(rows, version, phase, kind, size, sizes):
@@ -205,12 +225,14 @@ def target_text(rows, version, kind, size, phase):
 
 def report(rows, versions, kinds, args, started, labels):
     cur = versions[0]["label"]
-    base = "baseline" if any(v["label"] == "baseline" for v in versions) else None
-    over = "ssh (ansible.cfg's ssh_connection settings)" if args.connection == "ssh" else "the docker connection"
+    # Ratios are against the baseline commit, or against this checkout when only --also variants are measured.
+    base = "baseline" if any(v["label"] == "baseline" for v in versions) else cur if len(versions) > 1 else None
+    over = "ssh (ansible.cfg's ssh settings)" if args.connection == "ssh" else "the docker connection"
     print(f"\nsite.yml converge times (s), Debian 12 containers over {over}; {labels}; "
           f"{time.time() - started:.0f} s in all\n")
     others = [v["label"] for v in versions]
-    head = ["lab", "run"] + [f"{v} s" for v in others] + [f"{base}/{v}" for v in others if base and v != base] \
+    head = ["lab", "run"] + [f"{v} s (controller CPU s)" for v in others] \
+        + [f"{base}/{v}" for v in others if base and v != base] \
         + [f"{v} s per extra spoke" for v in others] + [f"{v} tasks: results / on host / changed" for v in others] \
         + [f"target ({cur})"]
     print("| " + " | ".join(head) + " |")
@@ -221,7 +243,7 @@ def report(rows, versions, kinds, args, started, labels):
             for phase in PHASES:
                 runs = {v: rows.get((kind, size, v), {}).get(phase) for v in others}
                 cells = [lab, "first run" if phase == "first" else "re-run"]
-                cells += [fmt_s(runs[v]) for v in others]
+                cells += [fmt_s(runs[v], cpu=True) for v in others]
                 for v in others:
                     if base is None or v == base:
                         continue
@@ -234,7 +256,8 @@ def report(rows, versions, kinds, args, started, labels):
                 for v in others:
                     r = runs[v]
                     cells.append("-" if not r or "results" not in r else
-                                 f"{r['results']} / {r['remote']} / {r['changed']}")
+                                 f"{r['results']} / {r['remote']} / {r['changed']}"
+                                 + (f" ({r['connection_calls']} calls)" if "connection_calls" in r else ""))
                 cells.append(target_text(rows, cur, kind, size, phase))
                 print("| " + " | ".join(cells) + " |")
     for kind, sizes in kinds:
@@ -285,6 +308,9 @@ def main():
     parser.add_argument("--connection", choices=("docker", "ssh"), default="docker",
                         help="how Ansible reaches the containers: community.docker.docker (default), or ssh as "
                              "root to their addresses (ansible.cfg's ssh settings, ControlPersist included)")
+    parser.add_argument("--count-calls", action="store_true",
+                        help="run site.yml with -vvv and count the connection plugin's commands and file transfers "
+                             "(slower with thousands of inventory spokes)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which one site.yml run "
                                                                        "counts as failed (default 1800)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE ('-': stdout)")
@@ -318,7 +344,7 @@ def main():
                     # Alternate which version goes first, so a drift of the machine's load spreads over both.
                     for version in (versions if n % 2 == 0 else versions[::-1]):
                         print(f"{kind} {size}: {version['label']} ...", file=sys.stderr, flush=True)
-                        result = measure(version, kind, size, args.timeout, args.connection, keys)
+                        result = measure(version, kind, size, args, keys)
                         rows[(kind, size, version["label"])] = result
                         print(f"  first {fmt_s(result['first'])} s, re-run {fmt_s(result['rerun'])} s, "
                               f"memory {result['memory_mib']['after_first_run']:.0f} MiB",
