@@ -26,6 +26,27 @@ def require_image(image=IMAGE):
         sys.exit(f"{image} is missing: run `make lab` first")
 
 
+# systemd as PID 1 of a lab container holds about 5 inotify instances, counted against root's host-wide limit.
+INOTIFY_PER_CONTAINER = 5
+
+
+def require_inotify(containers):
+    """Exit with the fix when the host's inotify limit cannot take CONTAINERS more systemd containers.
+
+    Past the limit, systemd in the newest containers fails its path units or does not start at all.
+    """
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    if not path.exists():
+        return
+    limit = int(path.read_text())
+    running = len(faults.docker("ps", "-q").split())
+    needed = INOTIFY_PER_CONTAINER * (running + containers) + 32
+    if limit < needed:
+        sys.exit(f"fs.inotify.max_user_instances={limit} is too low for {containers} more systemd containers beside "
+                 f"the {running} running (about {INOTIFY_PER_CONTAINER} each, shared by all of root's processes): "
+                 f"run `sysctl -w fs.inotify.max_user_instances={max(1024, needed)}` on the Docker host")
+
+
 def run_container(name, network, address=None, net_admin=False, image=IMAGE):
     """(Re)start NAME running systemd, with the only flags systemd accepts on this kind of host (no --privileged)."""
     faults.docker("rm", "-f", name, check=False)

@@ -149,7 +149,7 @@ def site(version, inventory_text, extra, timeout, count_calls=False):
         try:
             proc = faults.run_site(version["root"], inventory_text, *extra, env=env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            return {"seconds": None, "error": f"timeout after {timeout:.0f} s"}
+            return {"seconds": None, "timed_out": timeout, "error": f"timeout after {timeout:.0f} s"}
         except OSError as error:
             return {"seconds": None, "error": f"ansible-playbook did not start: {error}"}
         seconds = time.monotonic() - started
@@ -191,6 +191,8 @@ def measure(version, kind, size, args, keys):
 
 
 def fmt_s(run, cpu=False):
+    if run and run.get("timed_out"):
+        return f"> {run['timed_out']:.0f}"
     if run is None or run.get("seconds") is None:
         return "failed"
     return f"{run['seconds']:.1f}" + (f" ({run['controller_cpu_seconds']:.0f})" if cpu else "")
@@ -248,8 +250,12 @@ def report(rows, versions, kinds, args, started, labels):
                     if base is None or v == base:
                         continue
                     a, b = runs[base], runs[v]
-                    ok = a and b and a.get("seconds") and b.get("seconds")
-                    cells.append(f"{a['seconds'] / b['seconds']:.2f}x" if ok else "-")
+                    if a and b and a.get("seconds") and b.get("seconds"):
+                        cells.append(f"{a['seconds'] / b['seconds']:.2f}x")
+                    elif a and a.get("timed_out") and b and b.get("seconds"):
+                        cells.append(f"> {a['timed_out'] / b['seconds']:.1f}x")
+                    else:
+                        cells.append("-")
                 for v in others:
                     m = marginal(rows, v, phase, kind, size, sizes)
                     cells.append("-" if m is None else f"{m:+.3f}")
@@ -323,6 +329,7 @@ def main():
     if max([s for k, sizes in kinds if k == "containers" for s in sizes] or [0]) > 30:
         parser.error("at most 30 spoke containers")
     _lab.require_image()
+    _lab.require_inotify(1 + max([s for k, sizes in kinds if k == "containers" for s in sizes] or [0]))
 
     dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
     head = describe("HEAD")

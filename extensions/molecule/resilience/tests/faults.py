@@ -156,9 +156,18 @@ def run_site(root, inventory_text, *args, env=None, timeout=None, check=True):
     with tempfile.TemporaryDirectory(prefix="rt-bench-") as directory:
         inventory = Path(directory) / "hosts.yml"
         inventory.write_text(inventory_text)
-        proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
-                               str(inventory), str(root / "site.yml"), *args], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        command = [str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i", str(inventory),
+                   str(root / "site.yml"), *args]
+        # Its own process group, so a run past TIMEOUT is ended with every worker it forked.
+        with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) as run:
+            try:
+                out, err = run.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, 9)
+                run.communicate()
+                raise
+        proc = subprocess.CompletedProcess(command, run.returncode, out, err)
     if check and proc.returncode != 0:
         sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
     return proc
