@@ -9,7 +9,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
 .PHONY: help venv lab demo demo-clean test unit lint sanity ansible-test-units ansible-test-integration ansible-test \
-	docs-lint test-latest build release bench bench-recovery bench-storm clean
+	docs-lint test-latest build release bench bench-recovery bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-latest the newest ansible-core: ansible-test in a Debian 13 container, then molecule default"
 	@echo "make release     write CHANGELOG.md for galaxy.yml's version from changelogs/fragments (consumes them)"
 	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
+	@echo "make bench-converge  site.yml seconds and tasks against a baseline commit (BENCH_ARGS='--spokes 3 --hub-only 100')"
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -78,6 +79,9 @@ bench-recovery: lab
 
 bench-storm: lab
 	$(BIN)/python bench/storm.py
+
+bench-converge: lab
+	$(BIN)/python bench/converge.py $(BENCH_ARGS)
 
 clean: demo-clean
 	rm -rf .cache $(VENV)

@@ -34,13 +34,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "extensions" / "molecule" / "resilience" / "tests"))
-import faults  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _lab  # noqa: E402
+from _lab import ROOT, faults  # noqa: E402
 
 NETWORK = "rt-bench-net"
 SUBNET = "10.213.43"
-IMAGE = "revtunnel-lab/debian:12"
 LABS = {
     "ours": {"hub": "rt-bench-hub", "spoke": "rt-bench-spoke", "hub_ip": 10, "spoke_ip": 20, "moved": 100},
     "baseline": {"hub": "rt-bench-bhub", "spoke": "rt-bench-bspoke", "hub_ip": 11, "spoke_ip": 21, "moved": 150},
@@ -77,20 +76,12 @@ HAND_LABS = {
 }
 
 
-def run_container(name, address, net_admin):
-    faults.docker("rm", "-f", name, check=False)
-    faults.docker("run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
-                  *(["--cap-add", "NET_ADMIN"] if net_admin else []), "--security-opt", "seccomp=unconfined",
-                  "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
-                  "--tmpfs", "/run/lock", "--network", NETWORK, "--ip", address, IMAGE, "/lib/systemd/systemd")
-
-
 def create():
     faults.docker("network", "rm", NETWORK, check=False)
     faults.docker("network", "create", "--subnet", f"{SUBNET}.0/24", NETWORK)
     for lab in LABS.values():
-        run_container(lab["hub"], f"{SUBNET}.{lab['hub_ip']}", False)
-        run_container(lab["spoke"], f"{SUBNET}.{lab['spoke_ip']}", True)
+        _lab.run_container(lab["hub"], NETWORK, f"{SUBNET}.{lab['hub_ip']}")
+        _lab.run_container(lab["spoke"], NETWORK, f"{SUBNET}.{lab['spoke_ip']}", net_admin=True)
     for lab in LABS.values():
         faults.wait_booted(lab["hub"])
         faults.wait_booted(lab["spoke"])
@@ -206,8 +197,7 @@ def main():
     unknown = set(chosen) - set(FAULTS)
     if unknown:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
-    if faults.docker("images", "-q", IMAGE) == "":
-        sys.exit(f"{IMAGE} is missing: run `make lab` first")
+    _lab.require_image()
 
     results = {f: {name: [] for name in LABS} for f in chosen}
     started = time.time()

@@ -31,13 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "extensions" / "molecule" / "resilience" / "tests"))
-import faults  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _lab  # noqa: E402
+from _lab import ROOT, faults  # noqa: E402
 
 NETWORK = "rt-bench-storm"
 HUB, SPOKE = "rt-bench-shub", "rt-bench-sspoke"
-IMAGE = "revtunnel-lab/debian:12"
 FIRST_PORT = 10100
 VARIANTS = ("ours", "maxstartups-default", "no-jitter")
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
@@ -90,14 +89,6 @@ asyncio.run(main())
 """
 
 
-def run_container(name, net_admin=False):
-    faults.docker("rm", "-f", name, check=False)
-    faults.docker("run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
-                  *(["--cap-add", "NET_ADMIN"] if net_admin else []), "--security-opt", "seccomp=unconfined",
-                  "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
-                  "--tmpfs", "/run/lock", "--network", NETWORK, IMAGE, "/lib/systemd/systemd")
-
-
 def destroy():
     faults.docker("rm", "-f", HUB, SPOKE, check=False)
     faults.docker("network", "rm", NETWORK, check=False)
@@ -147,20 +138,6 @@ def start_swarm(jitter):
     return restart_s, jitter
 
 
-def memory_mib():
-    """The hub container's anonymous memory (cgroup v1 total_rss, else v2 anon), in MiB.
-
-    docker stats shows 0 B with this lab's daemon (cgroupfs, cgroup v1), so read the cgroup itself.
-    """
-    cid = faults.docker("inspect", "-f", "{{.Id}}", HUB)
-    for stat, key in ((f"/sys/fs/cgroup/memory/docker/{cid}/memory.stat", "total_rss"),
-                      (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.stat", "anon")):
-        if Path(stat).exists():
-            fields = dict(line.split() for line in Path(stat).read_text().splitlines())
-            return int(fields[key]) / 2**20
-    return float("nan")
-
-
 def set_variant(variant):
     """Put the hub and the spoke in VARIANT's settings (from the role's defaults)."""
     max_startups = "10:30:100" if variant == "maxstartups-default" else None
@@ -199,19 +176,18 @@ def main():
     variants = [v for v in args.variants.split(",") if v]
     if set(variants) - set(VARIANTS):
         parser.error(f"unknown variants: {set(variants) - set(VARIANTS)}")
-    if faults.docker("images", "-q", IMAGE) == "":
-        sys.exit(f"{IMAGE} is missing: run `make lab` first")
+    _lab.require_image()
 
     rows = []
     try:
         destroy()
         faults.docker("network", "create", NETWORK)
-        run_container(HUB)
-        run_container(SPOKE)
+        _lab.run_container(HUB, NETWORK)
+        _lab.run_container(SPOKE, NETWORK)
         faults.wait_booted(HUB)
         faults.wait_booted(SPOKE)
         provision()
-        before = memory_mib()
+        before = _lab.memory_mib(HUB, "anon")
         ports = add_spokes(args.spokes)
         restart_s, jitter = start_swarm(None)
         warm = json.loads(faults.docker("exec", HUB, "python3", "-c", ALL_UP, str(time.time()), "300",
@@ -219,7 +195,7 @@ def main():
         if warm["up"] != len(ports):
             sys.exit(f"only {warm['up']} of {len(ports)} tunnels came up at the start")
         time.sleep(3)  # let the hub settle before reading its memory (a reading, not an assertion)
-        per_tunnel = (memory_mib() - before) / len(ports)
+        per_tunnel = (_lab.memory_mib(HUB, "anon") - before) / len(ports)
         for variant in variants:
             restore = set_variant(variant)
             try:

@@ -221,21 +221,35 @@ def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=12
     return None
 
 
-def run_site(root, inventory_text):
-    """Provision a bench lab with the collection's site.yml; exits with its output when it fails."""
+def run_site(root, inventory_text, *args, env=None, timeout=None, check=True):
+    """Run the collection's site.yml from ROOT on a bench lab (ARGS: more ansible-playbook arguments).
+
+    Returns the finished process; with CHECK a failure exits with its output. ENV adds environment variables.
+    """
     import os
     import shutil
     import sys
     import tempfile
     from pathlib import Path
 
-    inventory = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "hosts.yml"
-    inventory.write_text(inventory_text)
     playbook = Path(sys.executable).parent / "ansible-playbook"
     env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
-               ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run([str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i",
-                           str(inventory), str(root / "site.yml")], cwd=root, env=env, capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
+               ANSIBLE_FORCE_COLOR="0", **(env or {}))
+    with tempfile.TemporaryDirectory(prefix="rt-bench-") as directory:
+        inventory = Path(directory) / "hosts.yml"
+        inventory.write_text(inventory_text)
+        command = [str(playbook if playbook.exists() else shutil.which("ansible-playbook")), "-i", str(inventory),
+                   str(root / "site.yml"), *args]
+        # Its own process group, so a run past TIMEOUT is ended with every worker it forked.
+        with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) as run:
+            try:
+                out, err = run.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, 9)
+                run.communicate()
+                raise
+        proc = subprocess.CompletedProcess(command, run.returncode, out, err)
+    if check and proc.returncode != 0:
         sys.exit(f"site.yml failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    return proc
