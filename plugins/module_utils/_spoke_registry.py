@@ -656,7 +656,9 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
             entry = spokes.get(name) or {"keys": [], "key_from": []}
             spoke = wanted.get(name)
             keys, key_from = entry["keys"], entry["key_from"]
-            if spoke is not None and getattr(spoke, "key", None) is not None:
+            # The key the spoke holds becomes its only key, unless it is already trusted: then the pair of a
+            # rotation in progress (possibly another run's, under way right now) stays until its "forget".
+            if spoke is not None and getattr(spoke, "key", None) is not None and spoke.key not in keys:
                 keys = [spoke.key]
             if spoke is not None and getattr(spoke, "key_from", None) is not None:
                 key_from = list(spoke.key_from)

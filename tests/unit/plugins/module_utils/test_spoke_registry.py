@@ -580,3 +580,15 @@ def test_trust_with_the_current_key_drops_the_next_key_of_a_rotation_cut_short(t
         sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer}], listening_ports=set())
     sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer, "current": new}], listening_ports=set())
     assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([new, newer])
+
+
+def test_a_sync_keeps_the_pair_of_a_rotation_under_way_and_replaces_a_key_that_really_changed(tmp_path):
+    """site.yml that read the spoke's key just before a rotation trusted the next one must not drop it."""
+    path = str(tmp_path / "ports.json")
+    old, new, other = (bare(make_key(seed)) for seed in ("r-old", "r-new", "r-other"))
+    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    sr.sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
+    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
+    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": other}], listening_ports=set())
+    assert sr.read_spokes(path)["pc-1"]["keys"] == [other]
