@@ -103,7 +103,7 @@ options:
       key:
         description:
           - The spoke's public key line, C(type base64 [comment]). When given, it becomes the spoke's
-            only trusted key, unless the registry already trusts it: then the keys held are kept, so the
+            only trusted key, unless the registry already trusts it; then the keys held are kept, so the
             pair of a rotation under way stays until the rotation's O(forget). When unset, null or empty,
             the keys the registry holds are kept.
           - Types C(ssh-ed25519), C(ssh-rsa), C(ecdsa-sha2-nistp256), C(ecdsa-sha2-nistp384),
