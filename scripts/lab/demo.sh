@@ -25,8 +25,9 @@ start_node() {
         docker start "$cname" >/dev/null
         return
     fi
+    # SYS_PTRACE: Docker drops it and a real hub has it; the reaper's session cap needs it.
     docker run -d --name "$cname" --hostname "$name" --network "$NET" \
-        --cap-add SYS_ADMIN --security-opt seccomp=unconfined --cgroupns host \
+        --cap-add SYS_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined --cgroupns host \
         -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
         --label revtunnel.lab=$LAB "$image" /lib/systemd/systemd >/dev/null
 }

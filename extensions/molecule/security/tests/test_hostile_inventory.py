@@ -59,3 +59,15 @@ def test_a_key_source_that_would_add_key_options_is_refused(tmp_path, value):
     evil.write_text(yaml.safe_dump({"revtunnel_key_from": [value]}))
     out = run_with(tmp_path, "-e", f"@{evil}")
     assert "revtunnel_key_from" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("variable, value", [("revtunnel_client_hub_user", "admin\nHost *"),
+                                             ("revtunnel_lab_name", "x\nHost *\n  ProxyCommand id"),
+                                             ("revtunnel_client_spoke_user", "admin\n  LocalCommand id")])
+def test_client_values_that_would_add_ssh_config_lines_are_refused(tmp_path, variable, value):
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({variable: value, "revtunnel_client_ssh_dir": str(tmp_path / "ssh")}))
+    proc = run_playbook("playbooks/client.yml", "-e", f"@{evil}")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert variable in proc.stdout + proc.stderr
+    assert not (tmp_path / "ssh").exists(), "nothing may be written before the values are checked"
