@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -56,7 +55,7 @@ def spoke(i):
 
 
 def git(*args):
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
 def default_baseline():
@@ -186,8 +185,8 @@ def measure(version, kind, size, args, keys):
             rerun = {"seconds": None, "error": "first run failed"}
     finally:
         destroy()
-    return {"first": first, "rerun": rerun, "memory_mib": {"idle": round(idle, 1), "after_first_run": round(used, 1),
-                                                          "containers": len(containers)}}
+    memory = {"idle": round(idle, 1), "after_first_run": round(used, 1), "containers": len(containers)}
+    return {"first": first, "rerun": rerun, "memory_mib": memory}
 
 
 def fmt_s(run, cpu=False):
@@ -290,7 +289,7 @@ def parse_sizes(text):
 
 def parse_also(text):
     """LABEL:KEY=VALUE,KEY=VALUE -> a version of this checkout with those environment variables."""
-    label, _, pairs = text.partition(":")
+    label, _unused, pairs = text.partition(":")
     env = dict(p.split("=", 1) for p in pairs.split(",") if p)
     if not label or not env:
         raise argparse.ArgumentTypeError(f"--also {text}: give LABEL:KEY=VALUE[,KEY=VALUE]")
@@ -317,8 +316,8 @@ def main():
     parser.add_argument("--count-calls", action="store_true",
                         help="run site.yml with -vvv and count the connection plugin's commands and file transfers "
                              "(slower with thousands of inventory spokes)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which one site.yml run "
-                                                                       "counts as failed (default 1800)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds after which one site.yml run counts as failed (default 1800)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE ('-': stdout)")
     args = parser.parse_args()
     kinds = []

@@ -237,7 +237,7 @@ def main():
           f"hub and spoke Debian 12; {time.time() - started:.0f} s in all)\n")
     print(f"| {'fault':26s} | {'ours':22s} | " + " | ".join(f"{name:22s} | {name + ' / ours':>15s}" for name in others)
           + " |")
-    print(f"|{'-' * 28}|{'-' * 24}|" + "|".join(f"{'-' * 24}|{'-' * 17}" for _ in others) + "|")
+    print(f"|{'-' * 28}|{'-' * 24}|" + "|".join(f"{'-' * 24}|{'-' * 17}" for _unused in others) + "|")
     for fault, by_lab in results.items():
         print(f"| {fault:26s} | {fmt(by_lab['ours'], args.timeout, fault):22s} | "
               + " | ".join(f"{fmt(by_lab[name], args.timeout, fault):22s} | {ratio(by_lab['ours'], by_lab[name]):>15s}"

@@ -53,7 +53,6 @@ def test_ansible_test_integration_port_allocation_passes_on_localhost():
     run("bash", ROOT / "scripts/ansible-test.sh", "integration", "port_allocation", env=TOOLS_ENV)
 
 
-
 def test_antsibull_docs_lint_is_clean():
     run(BIN / "antsibull-docs", "lint-collection-docs", "--plugin-docs", ".", env=TOOLS_ENV)
 

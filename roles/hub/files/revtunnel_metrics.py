@@ -159,7 +159,7 @@ METRICS = (
 
 def render_prometheus(hub, rows, state, spoke_names):
     """node_exporter textfile metrics for one round of probes; label values go out printable and escaped."""
-    samples = {name: [] for name, _, _ in METRICS}
+    samples = {name: [] for name, _unused, _unused in METRICS}
     for row in rows:
         labels = _labels(hub=hub, spoke=row["spoke"], forward=row["forward"])
         since = state["tunnels"].get(row["spoke"], {}).get(row["forward"], {}).get("since")
@@ -238,7 +238,7 @@ def _segments(events, start, end, current):
         if current is not None and current["since"] < end:
             events = [(current["since"], None, None, current["up"], "", True)]
     segments, at, detail = [], start, ""
-    for when, _, _, up, why, _ in events:
+    for when, _unused, _unused, up, why, _unused in events:
         when = min(max(when, start), end)
         if when > at:
             segments.append((at, when, state, detail))

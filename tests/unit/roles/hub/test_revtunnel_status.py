@@ -201,7 +201,7 @@ def test_a_trickling_port_is_down_within_one_deadline(servers):
 
 
 def test_slow_spokes_do_not_delay_the_others(servers, tmp_path, capsys):
-    slow = [servers("trickle") for _ in range(5)]
+    slow = [servers("trickle") for _unused in range(5)]
     fast = servers("banner")
     ports = {f"slow-{i}": {"ssh": s.port} for i, s in enumerate(slow)}
     ports["fast"] = {"ssh": fast.port}
@@ -215,7 +215,7 @@ def test_slow_spokes_do_not_delay_the_others(servers, tmp_path, capsys):
 
 
 def test_many_spokes_take_about_one_timeout_not_one_each(tmp_path):
-    silent = [Server("silent") for _ in range(40)]
+    silent = [Server("silent") for _unused in range(40)]
     try:
         start = time.monotonic()
         rows = status.check(spokes({f"s{i}": {"ssh": s.port} for i, s in enumerate(silent)}), timeout=0.5, workers=32)

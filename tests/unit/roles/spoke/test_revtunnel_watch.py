@@ -80,19 +80,19 @@ def test_a_session_whose_address_is_gone_ends_once_the_hub_answers():
 def test_a_silent_session_gets_until_its_next_transmission_then_ends():
     w = watch.Watch(silent_after=4, resume_wait=30)
     acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 12)])
-    assert [(now, action) for now, action, _ in acted][:2] == [(4, "log"), (9, "end")]  # next one in 3 s, + 2 s
+    assert [(now, action) for now, action, _unused in acted][:2] == [(4, "log"), (9, "end")]  # next one in 3 s, + 2 s
 
 
 def test_a_session_that_resumes_is_left_alone_and_said_so():
     w = watch.Watch(silent_after=4, resume_wait=30)
     acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 7)] + [(7, 0), (8, 0)])
-    assert [action for _, action, _ in acted] == ["log", "log"] and acted[1][2] == "the session resumed"
+    assert [action for _unused, action, _unused in acted] == ["log", "log"] and acted[1][2] == "the session resumed"
 
 
 def test_resume_wait_caps_the_wait():
     w = watch.Watch(silent_after=4, resume_wait=1)
     acted = run(w, [(0, 0)] + [(t, 52 * t) for t in range(1, 8)])
-    assert [(now, action) for now, action, _ in acted][:2] == [(4, "log"), (5, "end")]
+    assert [(now, action) for now, action, _unused in acted][:2] == [(4, "log"), (5, "end")]
 
 
 def test_have_address():
@@ -107,7 +107,7 @@ def test_hub_answers_reads_a_banner_and_nothing_else():
         server.listen()
 
         def accept():
-            conn, _ = server.accept()
+            conn, _unused = server.accept()
             if banner:
                 conn.sendall(banner)
             threading.Event().wait(1.5)
@@ -126,7 +126,7 @@ def test_session_socket_finds_the_first_established_connection_of_a_process():
     server.bind(("127.0.0.1", 0))
     server.listen()
     client = socket.create_connection(server.getsockname())
-    accepted, _ = server.accept()
+    accepted, _unused = server.accept()
     try:
         row = watch.session_socket(os.getpid())
         assert row is not None and row.state == watch.ESTABLISHED
