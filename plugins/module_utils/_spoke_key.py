@@ -48,13 +48,31 @@ def _fix_attributes(path, mode, uid, gid, check_mode):
     return differs
 
 
-def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None, gid=None, check_mode=False):
+def _ensure_directory(path, mode, uid, gid, check_mode):
+    """Make the key's directory with MODE for uid:gid, or mend it; True when something was (or would be) changed."""
+    if os.path.isdir(path):
+        return _fix_attributes(path, mode, uid, gid, check_mode)
+    if os.path.lexists(path):
+        raise SpokeKeyError(f"{path} is there and is not a directory: move it aside so the key can live there")
+    if not check_mode:
+        os.makedirs(path, mode)
+        os.chown(path, uid if uid is not None else -1, gid if gid is not None else -1)
+        os.chmod(path, mode)
+    return True
+
+
+def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None, gid=None, check_mode=False,
+               directory_mode=None):
     """Make an ed25519 key at ``path`` unless one is there, keep it 0600 (and its .pub 0644) for uid:gid.
 
+    With DIRECTORY_MODE, the key's directory is made or mended first: that mode, owned by uid:gid.
     Returns the public key derived from the private key ("type base64", no comment), so the hub always
     trusts the key the tunnel really uses; in check mode, None when the key does not exist yet.
     """
     created = False
+    directory_changed = False
+    if directory_mode is not None:
+        directory_changed = _ensure_directory(os.path.dirname(path), directory_mode, uid, gid, check_mode)
     if not os.path.exists(path):
         if check_mode:
             return KeyResult(changed=True, created=True, public_key=None)
@@ -63,7 +81,7 @@ def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None
             raise SpokeKeyError(f"ssh-keygen could not make {path}: {err.strip()}")
         created = True
     # ssh-keygen refuses to read a private key that others may read: mend the mode before reading it.
-    changed = _fix_attributes(path, PRIVATE_MODE, uid, gid, check_mode) or created
+    changed = _fix_attributes(path, PRIVATE_MODE, uid, gid, check_mode) or created or directory_changed
     public_path = path + ".pub"
     if check_mode and changed:
         return KeyResult(changed=True, created=created, public_key=_stored_public_key(public_path))

@@ -38,6 +38,12 @@ options:
       - Comment of a new key, for example C(revtunnel lab-pc-1).
     type: str
     default: ""
+  directory_mode:
+    description:
+      - When set, the key's directory is made (with missing parents) or mended first, with this octal mode,
+        for example V(0700), owned by O(owner) and O(group): the tunnel account's private home.
+    type: str
+    version_added: 1.1.0
   ssh_keygen:
     description:
       - Path of C(ssh-keygen).
@@ -68,6 +74,7 @@ EXAMPLES = r"""
     path: /var/lib/revtunnel/id_ed25519
     owner: revtunnel
     group: revtunnel
+    directory_mode: "0700"
     comment: revtunnel lab-pc-1
   register: tunnel_key
 
@@ -91,6 +98,7 @@ created:
 
 import grp  # noqa: E402
 import pwd  # noqa: E402
+import re  # noqa: E402
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -118,6 +126,7 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             comment=dict(type="str", default=""),
+            directory_mode=dict(type="str"),
             ssh_keygen=dict(type="path", default="/usr/bin/ssh-keygen"),
         ),
         supports_check_mode=True,
@@ -126,8 +135,12 @@ def main():
     try:
         uid = _id(lambda n: pwd.getpwnam(n).pw_uid, params["owner"], "account", module.check_mode)
         gid = _id(lambda n: grp.getgrnam(n).gr_gid, params["group"], "group", module.check_mode)
+        directory_mode = params["directory_mode"]
+        if directory_mode is not None and not re.match(r"^0?[0-7]{3}$", directory_mode):
+            raise SpokeKeyError(f"directory_mode {directory_mode!r} is not an octal mode such as '0700'")
         result = ensure_key(params["path"], module.run_command, ssh_keygen=params["ssh_keygen"],
-                            comment=params["comment"], uid=uid, gid=gid, check_mode=module.check_mode)
+                            comment=params["comment"], uid=uid, gid=gid, check_mode=module.check_mode,
+                            directory_mode=None if directory_mode is None else int(directory_mode, 8))
     except SpokeKeyError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

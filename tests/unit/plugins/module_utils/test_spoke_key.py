@@ -52,3 +52,25 @@ def test_a_damaged_key_is_reported_not_replaced(tmp_path):
     with pytest.raises(SpokeKeyError, match="cannot read the private key"):
         ensure_key(str(key), run)
     assert key.read_text() == "not a key\n"
+
+
+def test_the_key_directory_is_made_private_and_mended(tmp_path):
+    home = tmp_path / "var" / "lib" / "revtunnel"
+    key = home / "id_ed25519"
+    check = ensure_key(str(key), run, check_mode=True, directory_mode=0o700)
+    assert check.changed and not home.exists()
+    first = ensure_key(str(key), run, comment="pc-1", directory_mode=0o700)
+    assert first.created and (home.stat().st_mode & 0o7777) == 0o700
+    assert not ensure_key(str(key), run, directory_mode=0o700).changed
+    home.chmod(0o755)
+    assert ensure_key(str(key), run, check_mode=True, directory_mode=0o700).changed
+    assert (home.stat().st_mode & 0o7777) == 0o755
+    mended = ensure_key(str(key), run, directory_mode=0o700)
+    assert mended.changed and not mended.created and mended.public_key == first.public_key
+    assert (home.stat().st_mode & 0o7777) == 0o700
+
+
+def test_a_file_where_the_key_directory_belongs_is_named(tmp_path):
+    (tmp_path / "home").write_text("not a directory")
+    with pytest.raises(SpokeKeyError, match="is not a directory"):
+        ensure_key(str(tmp_path / "home" / "id_ed25519"), run, directory_mode=0o700)

@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: file_set
+short_description: Put a set of small files and their directories in place in one call
+version_added: 1.1.0
+description:
+  - Makes the O(directories) and writes the O(files) of one host in a single module call, where
+    M(ansible.builtin.template) and M(ansible.builtin.copy) cost two calls per file on a run that changes
+    nothing (a stat, then the attributes). The roles of this collection install their units, scripts and
+    small configuration files with it; the contents are rendered on the controller, for example with the
+    P(ansible.builtin.template#lookup) lookup.
+  - Every new content is staged and validated first; only then do the files take their new contents, so a
+    refused content leaves the whole set as it was.
+  - A file that differs is written to a temporary file in its own directory, given its mode and owner there,
+    synced to disk and renamed over the old one, so a reader sees the old file or the new one, never a part
+    and never the new content with a wrong mode. A file whose content is right but whose mode or owner is
+    not is mended in place.
+  - Symbolic links and directories are never replaced by a file; such an entry fails and names its path.
+author:
+  - hubspoke.revtunnel developers (@hubspoke)
+options:
+  directories:
+    description:
+      - Directories to make or mend before any file is written, in this order; missing parents are made
+          with mode V(0755), like C(mkdir -p).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the directory.
+        type: path
+        required: true
+      mode:
+        description:
+          - Octal mode as a string, for example V(0755). When not set, a new directory gets V(0755) and an
+            existing one keeps its mode.
+        type: str
+      owner:
+        description: Account that owns the directory; not changed when not set.
+        type: str
+      group:
+        description: Group of the directory; not changed when not set.
+        type: str
+  files:
+    description:
+      - Files to write or remove, in this order. Their directories must exist or be listed in O(directories).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the file.
+        type: path
+        required: true
+      content:
+        description:
+          - What the file holds, byte for byte (UTF-8); required when O(files[].state=present).
+        type: str
+      mode:
+        description: Octal mode as a string, for example V(0644) or V(0755).
+        type: str
+        default: "0644"
+      owner:
+        description: Account that owns the file; not changed when not set.
+        type: str
+      group:
+        description: Group of the file; not changed when not set.
+        type: str
+      validate:
+        description:
+          - Command that checks a new content before the file takes it, with V(%s) in the place of the
+            temporary file that holds it, for example V(/usr/bin/ssh -G -F %s somehost). Runs only when the
+            content changes, not in check mode.
+          - When it exits non-zero, no file of the set is written and the module fails with its output.
+        type: str
+      state:
+        description: V(absent) removes the file when it is there.
+        type: str
+        choices: [present, absent]
+        default: present
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports what would change and changes nothing.
+  diff_mode:
+    support: full
+    details:
+      - Shows each changed file before and after, except files over 128 KiB and files that are not UTF-8 text.
+  idempotent:
+    description:
+      - When run again with the same arguments, the module reports no change.
+    support: full
+  platform:
+    platforms: posix
+notes:
+  - No backup is kept; use M(ansible.builtin.template) for a file that needs one, such as an sshd drop-in
+    checked together with the rest of the configuration.
+  - A new file gets the SELinux label that the system gives any file made in its directory.
+  - The contents travel in the module's arguments; do not pass secrets.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+"""
+
+EXAMPLES = r"""
+- name: Install a unit, its script and the script's directory in one call
+  hubspoke.revtunnel.file_set:
+    directories:
+      - path: /usr/local/libexec/example
+        mode: "0755"
+        owner: root
+        group: root
+    files:
+      - path: /etc/systemd/system/example.service
+        content: "{{ lookup('ansible.builtin.template', 'example.service.j2') }}"
+        owner: root
+        group: root
+      - path: /usr/local/libexec/example/run
+        content: "{{ lookup('ansible.builtin.file', 'run.sh', rstrip=false) }}"
+        mode: "0755"
+        owner: root
+        group: root
+      - path: /etc/systemd/system/example-old.timer
+        state: absent
+  register: installed
+
+- name: Restart the service when its unit or script changed
+  ansible.builtin.systemd_service:
+    name: example.service
+    state: restarted
+    daemon_reload: true
+  when: installed.changed_paths | select('match', '/etc/systemd/|/usr/local/libexec/example/') | list | length > 0
+"""
+
+RETURN = r"""
+changed_paths:
+  description: The directories and files that were made, written, mended or removed (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/systemd/system/example.service]
+"""
+
+import grp  # noqa: E402
+import pwd  # noqa: E402
+import traceback  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import (  # noqa: E402
+    FileSetError,
+    apply,
+    parse_mode,
+)
+
+_DIRECTORY = dict(
+    path=dict(type="path", required=True),
+    mode=dict(type="str"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+)
+_FILE = dict(
+    path=dict(type="path", required=True),
+    content=dict(type="str"),
+    mode=dict(type="str", default="0644"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    validate=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
+def _ids(entry, check_mode):
+    """The entry's owner and group as ids; in check mode an account an earlier task would make is None."""
+    found = {}
+    for key, lookup, kind in (("owner", lambda n: pwd.getpwnam(n).pw_uid, "account"),
+                              ("group", lambda n: grp.getgrnam(n).gr_gid, "group")):
+        name = entry[key]
+        found[key] = None
+        if name is None:
+            continue
+        try:
+            found[key] = lookup(name)
+        except KeyError:
+            if not check_mode:
+                raise FileSetError(f"{entry['path']}: {kind} {name!r} does not exist on this host") from None
+    return found["owner"], found["group"]
+
+
+def _prepare(entries, check_mode, content):
+    prepared = []
+    for entry in entries:
+        if not entry["path"].startswith("/"):
+            raise FileSetError(f"{entry['path']}: give an absolute path")
+        uid, gid = _ids(entry, check_mode)
+        item = {"path": entry["path"], "mode": parse_mode(entry["path"], entry["mode"]), "uid": uid, "gid": gid}
+        if content:
+            item["state"] = entry["state"]
+            item["validate"] = entry["validate"]
+            if entry["state"] == "present":
+                if entry["content"] is None:
+                    raise FileSetError(f"{entry['path']}: a file that is present needs a content")
+                item["content"] = entry["content"].encode("utf-8")
+        prepared.append(item)
+    return prepared
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            directories=dict(type="list", elements="dict", default=[], options=_DIRECTORY),
+            files=dict(type="list", elements="dict", default=[], options=_FILE),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        directories = _prepare(module.params["directories"], module.check_mode, content=False)
+        files = _prepare(module.params["files"], module.check_mode, content=True)
+        changed, diffs = apply(directories, files, check_mode=module.check_mode, want_diff=module._diff,
+                               run=module.run_command)
+    except FileSetError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg=f"cannot put the files in place: {exc}", exception=traceback.format_exc())
+    result = {"changed": bool(changed), "changed_paths": changed}
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
