@@ -40,8 +40,8 @@ options:
     default: ""
   directory_mode:
     description:
-      - When set, the key's directory is made (with missing parents) or mended first, with this octal mode,
-        for example V(0700), owned by O(owner) and O(group): the tunnel account's private home.
+      - When set, the key's directory (the tunnel account's private home) is made, with missing parents, or
+        mended first, with this octal mode, for example V(0700), owned by O(owner) and O(group).
     type: str
     version_added: 1.1.0
   ssh_keygen:
