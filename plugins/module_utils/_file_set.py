@@ -146,70 +146,95 @@ def _validate(entry, temporary, run):
                            f"refused it (exit {rc}): {said}")
 
 
+def _check_unique(directories, files):
+    seen = set()
+    for entry in [*directories, *files]:
+        path = os.path.normpath(entry["path"])
+        if path in seen:
+            raise FileSetError(f"{entry['path']} is listed twice: give each directory and file once")
+        seen.add(path)
+
+
+def _plan(entry, check_mode):
+    """(action, content before) for one file entry: 'write', 'mend', 'remove' or None."""
+    path, state = entry["path"], entry.get("state", "present")
+    if state == "absent":
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None, None
+        if stat.S_ISDIR(info.st_mode):
+            raise FileSetError(f"{path} is a directory; state absent removes files and links only")
+        return "remove", _read(path) if stat.S_ISREG(info.st_mode) else None
+    info = _state_of(path)
+    content = entry.get("content")
+    if content is None:
+        raise FileSetError(f"{path}: a file that is present needs a content")
+    before = _read(path) if info is not None else None
+    if before != content:
+        # In check mode an earlier task that would make the directory did not run: report the write.
+        if not check_mode and not os.path.isdir(os.path.dirname(path) or "."):
+            raise FileSetError(f"{path}: its directory does not exist; list it in directories first")
+        return "write", before
+    if _attributes_differ(info, entry.get("mode"), entry.get("uid"), entry.get("gid")):
+        return "mend", before
+    return None, before
+
+
+def _stage_entry(entry):
+    """Stage ENTRY's new content; an owner or group left unset keeps the one of the file it replaces."""
+    uid, gid = entry.get("uid"), entry.get("gid")
+    if uid is None or gid is None:
+        try:
+            info = os.lstat(entry["path"])
+            uid = info.st_uid if uid is None else uid
+            gid = info.st_gid if gid is None else gid
+        except FileNotFoundError:
+            pass
+    return _stage(entry["path"], entry["content"], entry.get("mode"), uid, gid)
+
+
 def apply(directories, files, check_mode=False, want_diff=False, run=None):
     """Directories first, then files; (changed paths in the order given, diffs of the changed files).
 
     DIRECTORIES: dicts with path, mode (int or None), uid, gid. FILES: the same plus state, content (bytes)
     and optionally validate, a command with %s run by RUN(command) -> (rc, stdout, stderr) on the new content.
-    Every new content is staged and validated before any file takes its new content, so a refused file
-    leaves the whole set as it was (directories made for it stay).
+    Every entry is checked and every new content staged and validated before any file takes its new
+    content, so a refused file leaves the whole set as it was (directories made for it stay).
     """
+    _check_unique(directories, files)
     changed, diffs = [], []
     for entry in directories:
         if ensure_directory(entry["path"], entry.get("mode"), entry.get("uid"), entry.get("gid"), check_mode):
             changed.append(entry["path"])
-    plans = []
-    for entry in files:
-        path, state = entry["path"], entry.get("state", "present")
-        info = _state_of(path)
-        if state == "absent":
-            plans.append((entry, "remove" if info else None, _read(path) if info else None, None))
-            continue
-        content = entry.get("content")
-        if content is None:
-            raise FileSetError(f"{path}: a file that is present needs a content")
-        before = _read(path) if info is not None else None
-        if before != content:
-            if not os.path.isdir(os.path.dirname(path) or ".") and not check_mode:
-                raise FileSetError(f"{path}: its directory does not exist; list it in directories first")
-            action = "write"
-        elif _attributes_differ(info, entry.get("mode"), entry.get("uid"), entry.get("gid")):
-            action = "mend"
-        else:
-            action = None
-        plans.append((entry, action, before, content))
+    plans = [(entry, *_plan(entry, check_mode)) for entry in files]
     if not check_mode:
         staged = {}
         try:
-            for entry, action, _before, content in plans:
+            for entry, action, _before in plans:
                 if action == "write":
-                    staged[entry["path"]] = _stage(entry["path"], content, entry.get("mode"), entry.get("uid"),
-                                                   entry.get("gid"))
+                    staged[entry["path"]] = _stage_entry(entry)
                     if entry.get("validate"):
                         _validate(entry, staged[entry["path"]], run)
-        except BaseException:
-            _discard(staged.values())
-            raise
-        try:
-            for entry, action, _before, _content in plans:
+            for entry, action, _before in plans:
                 path = entry["path"]
                 if action == "write":
-                    os.rename(staged[path], path)
-                    del staged[path]
+                    os.rename(staged.pop(path), path)
                 elif action == "mend":
                     _fix_attributes(path, entry.get("mode"), entry.get("uid"), entry.get("gid"))
                 elif action == "remove":
                     os.unlink(path)
         finally:
             _discard(staged.values())
-        touched = {os.path.dirname(e["path"]) or "." for e, action, _b, _c in plans if action in ("write", "remove")}
+        touched = {os.path.dirname(e["path"]) or "." for e, action, _b in plans if action in ("write", "remove")}
         for directory in sorted(touched):
             _fsync_dir(directory)
-    for entry, action, before, content in plans:
+    for entry, action, before in plans:
         if action:
             changed.append(entry["path"])
-            if want_diff and before != content:
-                diff = _diff(entry["path"], before, content)
+            after = entry.get("content") if entry.get("state", "present") == "present" else None
+            if want_diff and before != after:
+                diff = _diff(entry["path"], before, after)
                 if diff:
                     diffs.append(diff)
     return changed, diffs

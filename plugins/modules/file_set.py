@@ -24,6 +24,8 @@ description:
     and never the new content with a wrong mode. A file whose content is right but whose mode or owner is
     not is mended in place.
   - Symbolic links and directories are never replaced by a file; such an entry fails and names its path.
+    O(files[].state=absent) removes a file or a link, never what a link points to.
+  - A path listed twice, or as both a directory and a file, fails the call before anything changes.
 author:
   - hubspoke.revtunnel developers (@hubspoke)
 options:
@@ -70,10 +72,14 @@ options:
         type: str
         default: "0644"
       owner:
-        description: Account that owns the file; not changed when not set.
+        description:
+          - Account that owns the file. When not set, a rewritten file keeps its owner and a new file belongs
+            to the account that runs the module.
         type: str
       group:
-        description: Group of the file; not changed when not set.
+        description:
+          - Group of the file. When not set, a rewritten file keeps its group and a new file gets the group
+            of the account that runs the module.
         type: str
       validate:
         description:

@@ -94,15 +94,44 @@ def test_a_link_or_a_directory_is_never_replaced(tmp_path):
         apply([], [entry(tmp_path / "link")])
     (tmp_path / "dir").mkdir()
     with pytest.raises(FileSetError, match="not a regular file"):
+        apply([], [entry(tmp_path / "dir")])
+    with pytest.raises(FileSetError, match="is a directory"):
         apply([], [entry(tmp_path / "dir", state="absent")])
     with pytest.raises(FileSetError, match="not a directory"):
         apply([{"path": str(tmp_path / "real"), "mode": None, "uid": None, "gid": None}], [])
     assert (tmp_path / "real").read_text() == "keep"
 
 
-def test_a_missing_directory_is_named(tmp_path):
+def test_a_missing_directory_is_named_and_check_mode_leaves_it_to_earlier_tasks(tmp_path):
     with pytest.raises(FileSetError, match="list it in directories"):
         apply([], [entry(tmp_path / "nowhere" / "file")])
+    # in check mode the task that would have made it did not run
+    assert apply([], [entry(tmp_path / "nowhere" / "file")], check_mode=True)[0] == [str(tmp_path / "nowhere" / "file")]
+
+
+def test_a_path_listed_twice_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(FileSetError, match="listed twice"):
+        apply([], [entry(tmp_path / "a", b"1"), entry(tmp_path / "b"), entry(tmp_path / "." / "a", b"2")])
+    with pytest.raises(FileSetError, match="listed twice"):
+        apply([{"path": str(tmp_path / "d"), "mode": None, "uid": None, "gid": None}], [entry(tmp_path / "d")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unset_owner_keeps_the_owner_of_the_file_it_replaces(tmp_path, monkeypatch):
+    target = tmp_path / "f"
+    target.write_bytes(b"old\n")
+    chowned = []
+    monkeypatch.setattr(_file_set.os, "fchown", lambda fd, uid, gid: chowned.append((uid, gid)))
+    apply([], [entry(target, b"new\n")])
+    info = os.stat(tmp_path)
+    assert chowned == [(os.stat(target).st_uid, os.stat(target).st_gid)] == [(info.st_uid, info.st_gid)]
+
+
+def test_absent_removes_a_link_and_not_what_it_points_to(tmp_path):
+    (tmp_path / "real").write_text("keep")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    assert apply([], [entry(tmp_path / "link", state="absent")])[0] == [str(tmp_path / "link")]
+    assert not os.path.lexists(tmp_path / "link") and (tmp_path / "real").read_text() == "keep"
 
 
 def test_a_directory_gets_its_missing_parents(tmp_path):
