@@ -96,3 +96,31 @@ def test_a_rotation_cut_short_while_the_spoke_is_off_still_lets_it_in_and_the_ne
         assert len(trusted_lines(SPOKE_A, hub)) == 1
         wait_up(SPOKE_A, hub=hub)
     assert ports()[SPOKE_A]
+
+
+def test_a_unit_file_that_a_stopped_run_wrote_but_systemd_never_read_is_applied_by_the_next_run():
+    all_up()
+    node = lab_host(SPOKE_A)
+    unit = "/etc/systemd/system/revtunnel@.service"
+    # What a run leaves when it stops after writing a new unit: the file on disk is the role's, and systemd
+    # still runs the one it read before (here an older one with an extra comment line).
+    node.check_output(f"cp -p {unit} /root/unit.role && sed -i '1a # an older unit' {unit} && systemctl daemon-reload "
+                      f"&& cp /root/unit.role {unit} && rm -f /root/unit.role")
+    for hub in group("hub"):
+        assert node.check_output(f"systemctl show -p NeedDaemonReload revtunnel@{hub}.service") == \
+            "NeedDaemonReload=yes"
+    proc = run_playbook("site.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "Let systemd read the unit file that an interrupted run left unread" in proc.stdout
+    # Every hub's tunnel restarts, not only the first one's: all of them ran the unit systemd read before.
+    restarts = proc.stdout.split("Restart the tunnel a few seconds from now")[1:]
+    assert len(restarts) == len(group("hub")) >= 2
+    assert all(f"changed: [{SPOKE_A}]" in part.split("TASK")[0] for part in restarts), proc.stdout[-3000:]
+    for hub in group("hub"):
+        assert node.check_output(f"systemctl show -p NeedDaemonReload revtunnel@{hub}.service") == \
+            "NeedDaemonReload=no"
+        wait_up(SPOKE_A, hub=hub)
+    # And the run after it has nothing left to do on the spoke.
+    again = run_playbook("site.yml", "--limit", f"hub:{SPOKE_A}")
+    assert again.returncode == 0 and f"{SPOKE_A}" in again.stdout
+    assert f"changed: [{SPOKE_A}]" not in again.stdout
