@@ -102,12 +102,6 @@ attributes:
     support: full
     details:
       - Shows each changed file before and after, except files over 128 KiB and files that are not UTF-8 text.
-  idempotent:
-    description:
-      - When run again with the same arguments, the module reports no change.
-    support: full
-  platform:
-    platforms: posix
 notes:
   - No backup is kept; use M(ansible.builtin.template) for a file that needs one, such as an sshd drop-in
     checked together with the rest of the configuration.
@@ -115,6 +109,7 @@ notes:
   - The contents travel in the module's arguments; do not pass secrets.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - hubspoke.revtunnel._attributes
 """
 
 EXAMPLES = r"""

@@ -109,10 +109,6 @@ attributes:
     support: full
     details:
       - Shows the ports map before and after, one spoke per line.
-  idempotent:
-    description:
-      - When run again with the same arguments, the module reports no change.
-    support: full
   platform:
     platforms: posix
     details:
@@ -135,6 +131,7 @@ seealso:
   - module: hubspoke.revtunnel.spoke_registry
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - hubspoke.revtunnel._attributes
   - action_common_attributes.files
 """
 

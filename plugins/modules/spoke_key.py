@@ -56,16 +56,11 @@ attributes:
       - A key that does not exist yet is reported as a change and not made; RV(public_key) is then empty.
   diff_mode:
     support: none
-  idempotent:
-    description:
-      - When run again with the same arguments, the module reports no change.
-    support: full
-  platform:
-    platforms: posix
 notes:
   - An existing key is never replaced. To renew it, see the C(rotate) entry point of the C(spoke) role.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - hubspoke.revtunnel._attributes
 """
 
 EXAMPLES = r"""

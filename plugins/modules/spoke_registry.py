@@ -165,10 +165,6 @@ attributes:
     support: full
     details:
       - Shows the registry and the rendered O(authorized_keys) before and after.
-  idempotent:
-    description:
-      - When run again with the same arguments, the module reports no change.
-    support: full
   platform:
     platforms: posix
     details:
@@ -189,6 +185,7 @@ seealso:
   - module: hubspoke.revtunnel.port_allocation
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - hubspoke.revtunnel._attributes
   - action_common_attributes.files
 """
 

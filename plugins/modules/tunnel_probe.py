@@ -65,18 +65,13 @@ attributes:
       - The module only reads, so it does the same in check mode.
   diff_mode:
     support: none
-  idempotent:
-    description:
-      - When run again with the same arguments, the module reports no change.
-    support: full
-  platform:
-    platforms: posix
     details:
       - Linux only, because listening sockets are read from C(/proc/net/tcp) and C(/proc/net/tcp6).
 notes:
   - Run it on the hub, for example with C(delegate_to) from the spoke's play.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - hubspoke.revtunnel._attributes
 """
 
 EXAMPLES = r"""
