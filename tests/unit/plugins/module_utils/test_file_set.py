@@ -27,7 +27,7 @@ def test_a_set_is_written_once_then_nothing_changes(tmp_path):
     lib = tmp_path / "lib"
     files = [entry(lib / "a.py", b"print(1)\n"), entry(lib / "run", b"#!/bin/sh\n", 0o755)]
     directories = [{"path": str(lib), "mode": 0o750, "uid": None, "gid": None}]
-    changed, _ = apply(directories, files)
+    changed = apply(directories, files)[0]
     assert changed == [str(lib), str(lib / "a.py"), str(lib / "run")]
     assert (lib / "a.py").read_bytes() == b"print(1)\n" and mode_of(lib / "run") == 0o755 and mode_of(lib) == 0o750
     assert apply(directories, files) == ([], [])
@@ -72,8 +72,8 @@ def test_a_wrong_mode_alone_is_mended_in_place(tmp_path):
 
 def test_check_mode_reports_and_changes_nothing(tmp_path):
     lib = tmp_path / "lib"
-    changed, _ = apply([{"path": str(lib), "mode": None, "uid": None, "gid": None}],
-                       [entry(lib / "a"), entry(tmp_path / "gone", state="absent")], check_mode=True)
+    changed = apply([{"path": str(lib), "mode": None, "uid": None, "gid": None}],
+                    [entry(lib / "a"), entry(tmp_path / "gone", state="absent")], check_mode=True)[0]
     assert changed == [str(lib), str(lib / "a")] and not lib.exists()
     (tmp_path / "gone").write_text("stale")
     assert apply([], [entry(tmp_path / "gone", state="absent")], check_mode=True)[0] == [str(tmp_path / "gone")]

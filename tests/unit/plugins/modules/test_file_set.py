@@ -23,8 +23,8 @@ MODULE_PATH = os.path.join(REPO_ROOT, "plugins", "modules", "file_set.py")
 def run_module(tmp_path, collections_root):
     def _run(args, check_mode=False, diff=False):
         args_file = tmp_path / "args.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode,
-                                                                       _ansible_diff=diff)}))
+        payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
         python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
         proc = subprocess.run([sys.executable, MODULE_PATH, str(args_file)], capture_output=True, text=True,
                               env=dict(os.environ, PYTHONPATH=python_path), timeout=60, check=False)
