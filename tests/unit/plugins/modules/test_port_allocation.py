@@ -183,5 +183,7 @@ def test_documentation_matches_the_argument_spec(module_path):
     assert documentation["module"] == "port_allocation"
     assert set(documentation["options"]) == {"path", "range_start", "range_end", "spokes", "prune"}
     assert set(documentation["options"]["spokes"]["suboptions"]) == {"name", "port", "forwards"}
-    assert {"check_mode", "diff_mode", "idempotent", "safe_file_operations"} <= set(documentation["attributes"])
+    assert {"check_mode", "diff_mode", "safe_file_operations"} <= set(documentation["attributes"])
+    # idempotent and platform come from the collection's own fragment
+    assert "hubspoke.revtunnel._attributes" in documentation["extends_documentation_fragment"]
     assert {"ports", "added", "released", "moved", "registry"} <= set(returned)

@@ -200,8 +200,9 @@ def test_documentation_matches_the_argument_spec():
     assert seen["supports_check_mode"] is True
     assert documentation["module"] == "spoke_registry"
     _compare(documentation["options"], seen["argument_spec"], "options")
-    assert {"check_mode", "diff_mode", "idempotent", "safe_file_operations", "platform"} <= set(
-        documentation["attributes"])
+    assert {"check_mode", "diff_mode", "safe_file_operations", "platform"} <= set(documentation["attributes"])
+    # idempotent (and the platform's posix) come from the collection's own fragment
+    assert "hubspoke.revtunnel._attributes" in documentation["extends_documentation_fragment"]
     assert {"ports", "spokes", "added", "released", "moved", "keys_added", "keys_removed",
             "authorized_keys_changed", "registry"} <= set(returned)
     # every example uses the FQCN
