@@ -11,7 +11,8 @@ venv=.cache/venv-latest
 
 python=""
 for candidate in python3.13 python3.12 "$HOME"/.pyenv/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then
+    # A pyenv shim is on PATH for every version pyenv has, but runs only the versions it selects: try each.
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys' >/dev/null 2>&1; then
         python=$(command -v "$candidate")
         break
     fi
