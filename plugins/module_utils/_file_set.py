@@ -13,7 +13,9 @@ Nothing here knows Ansible: the module resolves names to ids and reports.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import re
 import shlex
 import stat
@@ -38,6 +40,23 @@ def parse_mode(path, mode):
     return int(text, 8)
 
 
+def account_ids(owner, group, check_mode=False, where=""):
+    """OWNER and GROUP names as (uid, gid), None for a name not given.
+
+    In check mode a name that does not exist yet is None: an earlier task that check mode did not run makes it.
+    """
+    found = []
+    for name, lookup, kind in ((owner, lambda n: pwd.getpwnam(n).pw_uid, "account"),
+                               (group, lambda n: grp.getgrnam(n).gr_gid, "group")):
+        try:
+            found.append(None if name is None else lookup(name))
+        except KeyError:
+            if not check_mode:
+                raise FileSetError(f"{where}{kind} {name!r} does not exist on this host") from None
+            found.append(None)
+    return found[0], found[1]
+
+
 def _read(path):
     try:
         with open(path, "rb") as handle:
@@ -53,7 +72,8 @@ def _attributes_differ(info, mode, uid, gid):
 
 def _fix_attributes(path, mode, uid, gid):
     if uid is not None or gid is not None:
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+        # Files are regular (checked with lstat); a directory may be reached through a link, like chmod does.
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
     if mode is not None:
         os.chmod(path, mode)
 
@@ -104,11 +124,14 @@ def _diff(path, before, after):
 def ensure_directory(path, mode=None, uid=None, gid=None, check_mode=False):
     """Make PATH a directory (mode 0755 when MODE is None and it is new); True when something changed.
 
-    Missing parents are made too, like `mkdir -p`: mode 0755, owned by whoever runs the module.
+    Missing parents are made too, like `mkdir -p`: mode 0755, owned by whoever runs the module. A link to a
+    directory counts as that directory, as with ansible.builtin.file; a link to nothing is an error.
     """
     try:
-        info = os.lstat(path)
+        info = os.stat(path)
     except FileNotFoundError:
+        if os.path.lexists(path):
+            raise FileSetError(f"{path} is a link to nothing: remove it or point it at a directory") from None
         if not check_mode:
             parent = os.path.dirname(path.rstrip("/"))
             if parent and not os.path.isdir(parent):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import FileSetError, ensure_directory
+
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 
@@ -48,19 +50,6 @@ def _fix_attributes(path, mode, uid, gid, check_mode):
     return differs
 
 
-def _ensure_directory(path, mode, uid, gid, check_mode):
-    """Make the key's directory with MODE for uid:gid, or mend it; True when something was (or would be) changed."""
-    if os.path.isdir(path):
-        return _fix_attributes(path, mode, uid, gid, check_mode)
-    if os.path.lexists(path):
-        raise SpokeKeyError(f"{path} is there and is not a directory: move it aside so the key can live there")
-    if not check_mode:
-        os.makedirs(path, mode)
-        os.chown(path, uid if uid is not None else -1, gid if gid is not None else -1)
-        os.chmod(path, mode)
-    return True
-
-
 def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None, gid=None, check_mode=False,
                directory_mode=None):
     """Make an ed25519 key at ``path`` unless one is there, keep it 0600 (and its .pub 0644) for uid:gid.
@@ -72,7 +61,10 @@ def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None
     created = False
     directory_changed = False
     if directory_mode is not None:
-        directory_changed = _ensure_directory(os.path.dirname(path), directory_mode, uid, gid, check_mode)
+        try:
+            directory_changed = ensure_directory(os.path.dirname(path), directory_mode, uid, gid, check_mode)
+        except FileSetError as exc:
+            raise SpokeKeyError(f"{exc}: the key cannot live there") from None
     if not os.path.exists(path):
         if check_mode:
             return KeyResult(changed=True, created=True, public_key=None)

@@ -151,13 +151,12 @@ changed_paths:
   sample: [/etc/systemd/system/example.service]
 """
 
-import grp  # noqa: E402
-import pwd  # noqa: E402
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import (  # noqa: E402
     FileSetError,
+    account_ids,
     apply,
     parse_mode,
 )
@@ -179,29 +178,12 @@ _FILE = dict(
 )
 
 
-def _ids(entry, check_mode):
-    """The entry's owner and group as ids; in check mode an account an earlier task would make is None."""
-    found = {}
-    for key, lookup, kind in (("owner", lambda n: pwd.getpwnam(n).pw_uid, "account"),
-                              ("group", lambda n: grp.getgrnam(n).gr_gid, "group")):
-        name = entry[key]
-        found[key] = None
-        if name is None:
-            continue
-        try:
-            found[key] = lookup(name)
-        except KeyError:
-            if not check_mode:
-                raise FileSetError(f"{entry['path']}: {kind} {name!r} does not exist on this host") from None
-    return found["owner"], found["group"]
-
-
 def _prepare(entries, check_mode, content):
     prepared = []
     for entry in entries:
         if not entry["path"].startswith("/"):
             raise FileSetError(f"{entry['path']}: give an absolute path")
-        uid, gid = _ids(entry, check_mode)
+        uid, gid = account_ids(entry["owner"], entry["group"], check_mode, where=f"{entry['path']}: ")
         item = {"path": entry["path"], "mode": parse_mode(entry["path"], entry["mode"]), "uid": uid, "gid": gid}
         if content:
             item["state"] = entry["state"]

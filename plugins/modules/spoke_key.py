@@ -91,27 +91,18 @@ created:
   sample: false
 """
 
-import grp  # noqa: E402
-import pwd  # noqa: E402
-import re  # noqa: E402
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import (  # noqa: E402
+    FileSetError,
+    account_ids,
+    parse_mode,
+)
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import (  # noqa: E402
     SpokeKeyError,
     ensure_key,
 )
-
-
-def _id(lookup, name, kind, check_mode):
-    if name is None:
-        return None
-    try:
-        return lookup(name)
-    except KeyError:
-        if check_mode:
-            return None  # the account is made by an earlier task, which check mode did not run
-        raise SpokeKeyError(f"{kind} {name!r} does not exist on this host") from None
 
 
 def main():
@@ -128,15 +119,11 @@ def main():
     )
     params = module.params
     try:
-        uid = _id(lambda n: pwd.getpwnam(n).pw_uid, params["owner"], "account", module.check_mode)
-        gid = _id(lambda n: grp.getgrnam(n).gr_gid, params["group"], "group", module.check_mode)
-        directory_mode = params["directory_mode"]
-        if directory_mode is not None and not re.match(r"^0?[0-7]{3}$", directory_mode):
-            raise SpokeKeyError(f"directory_mode {directory_mode!r} is not an octal mode such as '0700'")
+        uid, gid = account_ids(params["owner"], params["group"], module.check_mode)
         result = ensure_key(params["path"], module.run_command, ssh_keygen=params["ssh_keygen"],
                             comment=params["comment"], uid=uid, gid=gid, check_mode=module.check_mode,
-                            directory_mode=None if directory_mode is None else int(directory_mode, 8))
-    except SpokeKeyError as exc:
+                            directory_mode=parse_mode("directory_mode", params["directory_mode"]))
+    except (SpokeKeyError, FileSetError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"cannot keep the tunnel key {params['path']}: {exc}", exception=traceback.format_exc())

@@ -196,3 +196,14 @@ def test_validate_runs_only_on_a_changed_content_and_sees_the_new_one(tmp_path):
     assert seen == [b"v1\n"]
     with pytest.raises(FileSetError, match="must hold %s"):
         apply([], [dict(entry(tmp_path / "c", b"v2\n"), validate="check")], run=run)
+
+
+def test_a_link_to_a_directory_counts_as_the_directory_and_a_link_to_nothing_is_named(tmp_path):
+    (tmp_path / "real").mkdir(mode=0o700)
+    os.symlink(tmp_path / "real", tmp_path / "conf")
+    assert apply([{"path": str(tmp_path / "conf"), "mode": 0o755, "uid": None, "gid": None}], [])[0] == [
+        str(tmp_path / "conf")]
+    assert mode_of(tmp_path / "real") == 0o755 and os.path.islink(tmp_path / "conf")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    with pytest.raises(FileSetError, match="link to nothing"):
+        apply([{"path": str(tmp_path / "dangling"), "mode": None, "uid": None, "gid": None}], [])
