@@ -125,4 +125,3 @@ def prepare_identity(user, home, shell, comment, run, key_comment="", home_mode=
                      gid=gid, check_mode=check_mode, directory_mode=home_mode)
     return IdentityResult(changed=account_changed or key.changed, account_created=account_created,
                           key_created=key.created, public_key=key.public_key, addresses=addresses)
-

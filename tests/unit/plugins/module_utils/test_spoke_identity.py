@@ -105,7 +105,8 @@ def test_an_existing_group_of_the_name_becomes_the_new_account_s_group():
 
 
 def test_an_account_with_another_shell_home_or_comment_is_mended_in_one_usermod():
-    accounts = Accounts(revtunnel=pwd.struct_passwd(("revtunnel", "!", 999, 999, "old", "/home/revtunnel", "/bin/bash")))
+    old = pwd.struct_passwd(("revtunnel", "!", 999, 999, "old", "/home/revtunnel", "/bin/bash"))
+    accounts = Accounts(revtunnel=old)
     changed, created = ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "new", accounts.run,
                                       lookup=accounts.lookup)
     assert changed and not created

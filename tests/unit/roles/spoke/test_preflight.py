@@ -23,8 +23,9 @@ INVENTORY = {
         "vars": {"ansible_connection": "local"},
         "children": {
             "hub": {"hosts": {"hub-1": {"ansible_host": "192.0.2.1"}}},
-            "hubs_two": {"hosts": {"hub-2": {"revtunnel_hub_address": "hub2.example.org"},
-                                   "hub-3": {"revtunnel_hub_address": "hub2.example.org", "revtunnel_hub_port": 70000}}},
+            "hubs_two": {"hosts": {
+                "hub-2": {"revtunnel_hub_address": "hub2.example.org"},
+                "hub-3": {"revtunnel_hub_address": "hub2.example.org", "revtunnel_hub_port": 70000}}},
             "nobody": {"hosts": {}},
             "spokes": {"hosts": {
                 "pc-ok": {},
@@ -40,8 +41,8 @@ INVENTORY = {
     },
 }
 
-PLAYBOOK = [{"hosts": "spokes", "gather_facts": False,
-             "tasks": [{"ansible.builtin.import_role": {"name": "hubspoke.revtunnel.spoke", "tasks_from": "preflight.yml"}}]}]
+PREFLIGHT = {"ansible.builtin.import_role": {"name": "hubspoke.revtunnel.spoke", "tasks_from": "preflight.yml"}}
+PLAYBOOK = [{"hosts": "spokes", "gather_facts": False, "tasks": [PREFLIGHT]}]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def outcome(tmp_path_factory, collections_root):
                           capture_output=True, text=True, env=env, cwd=where, timeout=300, check=False)
     report = json.loads(proc.stdout)
     task = report["plays"][0]["tasks"][-1]
-    return {host: result for host, result in task["hosts"].items()}
+    return dict(task["hosts"])
 
 
 def test_a_spoke_with_sound_values_passes(outcome):
