@@ -71,3 +71,11 @@ def test_client_values_that_would_add_ssh_config_lines_are_refused(tmp_path, var
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert variable in proc.stdout + proc.stderr
     assert not (tmp_path / "ssh").exists(), "nothing may be written before the values are checked"
+
+
+def test_a_hub_address_the_spokes_cannot_resolve_stops_them_before_their_account_or_key_change(tmp_path):
+    # A valid name that no resolver knows (.invalid is reserved): preflight passes it, the spoke itself cannot.
+    out = run_with(tmp_path, "-e", "revtunnel_hub_address=no-such-hub.invalid")
+    for spoke in SPOKES:
+        assert f"fatal: [{spoke}]" in out and "revtunnel_hub_address=no-such-hub.invalid" in out, out[-3000:]
+    assert "nothing was changed on this spoke" in out, out[-3000:]
