@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 BANNER_LIMIT = 256
@@ -119,13 +120,9 @@ _TCP_LISTEN = "0A"
 PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
-def listening_inodes(port, paths=PROC_NET_TCP):
-    """Socket inodes (as strings, sorted) of the TCP LISTEN sockets on ``port``, any address.
-
-    A new tunnel session binds a new socket, so a changed inode tells a restarted tunnel from the
-    one it replaces; unlike ``ss -p`` this needs no right over the tunnel account's processes.
-    """
-    found = set()
+def listening_sockets(paths=PROC_NET_TCP):
+    """{port: socket inodes (as strings, sorted)} of every TCP LISTEN socket, any address: one read of /proc."""
+    found = {}
     for path in paths:
         try:
             with open(path, encoding="ascii", errors="replace") as handle:
@@ -137,11 +134,20 @@ def listening_inodes(port, paths=PROC_NET_TCP):
             if len(fields) < 10 or fields[3] != _TCP_LISTEN:
                 continue
             try:
-                if int(fields[1].rpartition(":")[2], 16) == port:
-                    found.add(fields[9])
+                port = int(fields[1].rpartition(":")[2], 16)
             except ValueError:
                 continue
-    return sorted(found)
+            found.setdefault(port, set()).add(fields[9])
+    return {port: sorted(inodes) for port, inodes in found.items()}
+
+
+def listening_inodes(port, paths=PROC_NET_TCP):
+    """Socket inodes (as strings, sorted) of the TCP LISTEN sockets on ``port``, any address.
+
+    A new tunnel session binds a new socket, so a changed inode tells a restarted tunnel from the
+    one it replaces; unlike ``ss -p`` this needs no right over the tunnel account's processes.
+    """
+    return listening_sockets(paths).get(port, [])
 
 
 def wait_for_tunnel(port, forward="ssh", timeout=90.0, replaced=(), interval=0.5, host=DEFAULT_HOST,
@@ -169,3 +175,50 @@ def wait_for_tunnel(port, forward="ssh", timeout=90.0, replaced=(), interval=0.5
         if clock() + interval > deadline:
             return ProbeResult(False, result.detail, clock() - start), listener
         sleep(interval)
+
+
+def _probe_listener(probe, listener, remaining, host, probe_timeout):
+    """One round for one tunnel: (ProbeResult, passed) given the listener read for its port."""
+    if listener and not set(probe.get("replaced_listener") or ()).intersection(listener):
+        result = probe_forward(probe.get("forward", "ssh"), probe["port"], min(probe_timeout, max(0.1, remaining)),
+                               host=host)
+        return result, result.up
+    if listener:
+        return ProbeResult(False, "the replaced session still holds the port", 0.0), False
+    return ProbeResult(False, "nothing listens on the port", 0.0), False
+
+
+def wait_for_tunnels(probes, interval=0.5, host=DEFAULT_HOST, probe_timeout=3.0, clock=time.monotonic,
+                     sleep=time.sleep, sockets=listening_sockets, workers=32):
+    """wait_for_tunnel for many tunnels at once: {name: (ProbeResult, listener inodes)}.
+
+    Each probe is a dict with ``name``, ``port``, ``timeout`` and optionally ``forward`` and
+    ``replaced_listener``. Every round reads the listening sockets once for all ports and probes the
+    pending tunnels in parallel; a tunnel leaves the round when it passes or when its own timeout runs out.
+    """
+    start = clock()
+    pending = {probe["name"]: probe for probe in probes}
+    last, done = {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pending)))) as pool:
+        while pending:
+            table = sockets()
+            rounds = {}
+            for name, probe in pending.items():
+                listener = table.get(probe["port"], [])
+                remaining = start + probe["timeout"] - clock()
+                rounds[name] = (pool.submit(_probe_listener, probe, listener, remaining, host, probe_timeout), listener)
+            for name, (future, listener) in rounds.items():
+                result, passed = future.result()
+                if passed:
+                    done[name] = (ProbeResult(True, result.detail, clock() - start), listener)
+                    del pending[name]
+                else:
+                    last[name] = (result, listener)
+            now = clock()
+            for name in [name for name, probe in pending.items() if now + interval > start + probe["timeout"]]:
+                result, listener = last[name]
+                done[name] = (ProbeResult(False, result.detail, now - start), listener)
+                del pending[name]
+            if pending:
+                sleep(interval)
+    return done

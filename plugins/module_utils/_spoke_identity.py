@@ -19,15 +19,24 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import ensure_key
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import FileSetError
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError, ensure_key
 
 # The same rule as the spoke role's preflight: a plain account name, so no value reads as an option.
-ACCOUNT_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 KEY_FILE = "id_ed25519"
+LOGIN_DEFS = "/etc/login.defs"
 
 
 class IdentityError(Exception):
-    """The identity cannot be made here; the message names the value to change."""
+    """The identity cannot be made here; the message names the value to change.
+
+    ``changed`` is True when the host was already changed (the account made) before the failure.
+    """
+
+    def __init__(self, message, changed=False):
+        super().__init__(message)
+        self.changed = changed
 
 
 @dataclass
@@ -69,26 +78,46 @@ def _group_exists(name):
     return True
 
 
+def first_user_uid(path=LOGIN_DEFS):
+    """UID_MIN of login.defs (1000 when unset): accounts below it are system accounts."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "UID_MIN" and fields[1].isdigit():
+                    return int(fields[1])
+    except OSError:
+        pass
+    return 1000
+
+
 def ensure_account(name, home, shell, comment, run, check_mode=False, lookup=pwd.getpwnam,
-                   group_exists=_group_exists, useradd="useradd", usermod="usermod"):
+                   group_exists=_group_exists, useradd="useradd", usermod="usermod", uid_min=None):
     """Make NAME a system account with HOME, SHELL and COMMENT, or mend those three; (changed, created).
 
-    A new account gets a group of its own name (an existing group of that name is taken as its group) and
-    no home from useradd: the home is made private to it by the caller.
+    A new account gets a new group of its own name and no home from useradd: the home is made private to it
+    by the caller. Never taken over: root or a person's account (uid at or above UID_MIN), nor an existing
+    group of that name (it could be one that grants rights, such as docker or disk).
     """
-    if not ACCOUNT_NAME.match(name or ""):
-        raise IdentityError(f"revtunnel_spoke_user={name!r} is not a plain account name "
+    if not ACCOUNT_NAME.fullmatch(name or "") or name == "root":
+        raise IdentityError(f"revtunnel_spoke_user={name!r} is not a plain account name other than root "
                             "(lowercase letters, digits, '_' and '-', 32 at most)")
     try:
         entry = lookup(name)
     except KeyError:
         entry = None
     if entry is None:
+        if group_exists(name):
+            raise IdentityError(f"revtunnel_spoke_user={name}: a group named {name} exists already, and the tunnel "
+                                "account must not join it; choose another revtunnel_spoke_user or remove that group")
         if not check_mode:
-            group = ["--gid", name] if group_exists(name) else ["--user-group"]
-            _run(run, [useradd, "--system", *group, "--no-create-home", "--home-dir", home, "--shell", shell,
+            _run(run, [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", home, "--shell", shell,
                        "--comment", comment, name], f"cannot create the tunnel account {name}")
         return True, True
+    limit = first_user_uid() if uid_min is None else uid_min
+    if entry.pw_uid == 0 or entry.pw_uid >= limit:
+        raise IdentityError(f"revtunnel_spoke_user={name}: that account exists and is not a system account "
+                            f"(uid {entry.pw_uid}); the tunnel needs an account of its own, choose another name")
     changes = []
     for option, have, want in (("--home", entry.pw_dir, home), ("--shell", entry.pw_shell, shell),
                                ("--comment", entry.pw_gecos, comment)):
@@ -105,23 +134,57 @@ def _run(run, argv, what):
         raise IdentityError(f"{what}: {' '.join(argv[:1])} failed with {rc}: {err.strip()}")
 
 
+def _check_home(home, uid):
+    """A home that is a clean absolute path and, when it exists already, the account's own or empty."""
+    if not os.path.isabs(home or "") or os.path.normpath(home) != home:
+        raise IdentityError(f"revtunnel_spoke_home={home!r} is not a plain absolute path (no '.', '..' or '//')")
+    try:
+        info = os.stat(home)
+    except FileNotFoundError:
+        return
+    if (uid is None or info.st_uid != uid) and (not os.path.isdir(home) or os.listdir(home)):
+        raise IdentityError(f"revtunnel_spoke_home={home} exists, belongs to uid {info.st_uid} and is not an "
+                            "empty directory: the tunnel account's home must be its own; choose another path")
+
+
+def _key_group(user, entry):
+    """The group of the key files: the group named after the account, else its primary group."""
+    try:
+        return grp.getgrnam(user).gr_gid
+    except KeyError:
+        return entry.pw_gid
+
+
 def prepare_identity(user, home, shell, comment, run, key_comment="", home_mode=0o700, resolve=(),
                      ssh_keygen="/usr/bin/ssh-keygen", check_mode=False, getaddrinfo=socket.getaddrinfo,
-                     lookup=pwd.getpwnam, group_exists=_group_exists, useradd="useradd", usermod="usermod"):
-    """Resolve the hubs, then make or mend the account, its home (HOME_MODE) and its key at HOME/id_ed25519."""
-    if not os.path.isabs(home or ""):
-        raise IdentityError(f"revtunnel_spoke_home={home!r} is not an absolute path")
+                     lookup=pwd.getpwnam, group_exists=_group_exists, useradd="useradd", usermod="usermod",
+                     uid_min=None):
+    """Resolve the hubs, then make or mend the account, its home (HOME_MODE) and its key at HOME/id_ed25519.
+
+    Every check that can refuse runs before the first change.
+    """
     addresses = resolve_hubs(resolve, getaddrinfo)
+    try:
+        existing = lookup(user)
+    except KeyError:
+        existing = None
+    _check_home(home, existing.pw_uid if existing else None)
     account_changed, account_created = ensure_account(user, home, shell, comment, run, check_mode, lookup=lookup,
-                                                      group_exists=group_exists, useradd=useradd, usermod=usermod)
+                                                      group_exists=group_exists, useradd=useradd, usermod=usermod,
+                                                      uid_min=uid_min)
     uid = gid = None
     try:
         entry = lookup(user)
-        uid, gid = entry.pw_uid, entry.pw_gid
+        uid, gid = entry.pw_uid, _key_group(user, entry)
     except KeyError:
         if not check_mode:
-            raise IdentityError(f"the tunnel account {user} was made but cannot be found") from None
-    key = ensure_key(os.path.join(home, KEY_FILE), run, ssh_keygen=ssh_keygen, comment=key_comment, uid=uid,
-                     gid=gid, check_mode=check_mode, directory_mode=home_mode)
+            raise IdentityError(f"the tunnel account {user} was made but cannot be found", changed=True) from None
+    try:
+        key = ensure_key(os.path.join(home, KEY_FILE), run, ssh_keygen=ssh_keygen, comment=key_comment, uid=uid,
+                         gid=gid, check_mode=check_mode, directory_mode=home_mode)
+    except (SpokeKeyError, FileSetError, OSError) as exc:
+        if not account_changed:
+            raise
+        raise IdentityError(f"{exc} (the account {user} was already made or mended)", changed=True) from exc
     return IdentityResult(changed=account_changed or key.changed, account_created=account_created,
                           key_created=key.created, public_key=key.public_key, addresses=addresses)

@@ -16,8 +16,12 @@ description:
     M(hubspoke.revtunnel.spoke_key)).
   - First resolves every address in O(resolve) as the tunnel's ssh will (the host's resolver). When one
     does not resolve, the module fails naming each hub and address, and nothing on the host has changed.
-  - Then makes O(user) a system account with a group of its own name, O(home), O(shell) and O(comment),
-    or mends those three on an existing account (C(useradd) and C(usermod)); its password stays locked.
+  - Then makes O(user) a system account with a new group of its own name, O(home), O(shell) and O(comment)
+    (C(useradd), which leaves a new account's password locked), or mends those three on an existing system
+    account (C(usermod)).
+  - It refuses, before any change, to take over root, an account at or above C(UID_MIN) of
+    C(/etc/login.defs) (a person's account), a group of that name without its account (it could grant
+    rights, such as C(docker)), or an existing O(home) that is neither the account's own nor empty.
   - Then makes or mends O(home) with O(home_mode), owned by the account, and an ed25519 key in it
     (C(id_ed25519)) as M(hubspoke.revtunnel.spoke_key) does. The private key never leaves the host.
 author:
@@ -30,7 +34,7 @@ options:
     required: true
   home:
     description:
-      - Absolute path of the account's home, which holds the key.
+      - Absolute path of the account's home, which holds the key; no C(.) or C(..) parts.
     type: path
     required: true
   home_mode:
@@ -172,7 +176,7 @@ def main():
                                   useradd=module.get_bin_path("useradd") or "useradd",
                                   usermod=module.get_bin_path("usermod") or "usermod")
     except (IdentityError, SpokeKeyError, FileSetError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), changed=getattr(exc, "changed", False))
     except OSError as exc:
         module.fail_json(msg=f"cannot make the tunnel identity in {params['home']}: {exc}",
                          exception=traceback.format_exc())

@@ -158,6 +158,28 @@ def test_a_switched_off_spoke_keeps_its_key_and_port_and_does_not_stop_the_run()
         wait_up(SPOKE_B, tries=120, hub=hub)
 
 
+RECAP_FAILED = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)", re.M)
+
+
+def test_a_spoke_whose_banner_the_hubs_cannot_read_fails_alone_with_its_journal():
+    # The tunnels stay up, but the spoke's sshd is down: each hub's one batched check reads no banner.
+    node = lab_host(SPOKE_A)
+    node.check_output("systemctl stop ssh.service")
+    try:
+        proc = run_playbook("playbooks/site.yml", "-e", "revtunnel_wait_timeout=4")
+    finally:
+        node.check_output("systemctl start ssh.service")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    failed = {host: int(count) for host, count in RECAP_FAILED.findall(proc.stdout)}
+    assert failed[SPOKE_A] == 1 and failed[SPOKE_B] == 0 and not any(failed[hub] for hub in group("hub")), failed
+    for hub in group("hub"):
+        assert f"hub {hub} does not read an SSH banner" in out, out[-3000:]
+    assert "Last lines of the tunnel units' journal" in out and "(no journal)" not in out, out[-3000:]
+    for hub in group("hub"):
+        wait_up(SPOKE_A, hub=hub)
+
+
 def test_spokes_stay_reachable_through_the_second_hub_when_the_first_is_down():
     hub_a, hub_b = group("hub")
     for spoke in (SPOKE_A, SPOKE_B):

@@ -145,3 +145,54 @@ def _run_module(collections_root, args):
                           capture_output=True, text=True, timeout=30, check=False,
                           env=dict(os.environ, PYTHONPATH=python_path))
     return json.loads(proc.stdout)
+
+
+def test_many_tunnels_are_waited_for_at_once_each_with_its_own_timeout():
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    free_port = closed.getsockname()[1]
+    closed.close()
+    with server(banner(b"SSH-2.0-a\r\n")) as (port_a, _a), server(lambda conn: None) as (port_b, _b):
+        start = time.monotonic()
+        found = probe.wait_for_tunnels([
+            {"name": "pc-a", "port": port_a, "timeout": 5},
+            {"name": "pc-b", "port": port_b, "timeout": 1.2},   # bound, but leads nowhere
+            {"name": "pc-c", "port": free_port, "timeout": 1.2},
+        ], interval=0.2)
+        took = time.monotonic() - start
+    assert found["pc-a"][0].up and found["pc-a"][0].detail == "SSH-2.0-a" and found["pc-a"][1]
+    assert not found["pc-b"][0].up and "banner" in found["pc-b"][0].detail
+    assert not found["pc-c"][0].up and found["pc-c"][0].detail == "nothing listens on the port"
+    # in parallel: the two failures share their 1.2 s instead of adding up, and the good one does not wait for them
+    assert took < 2.4 and found["pc-a"][0].seconds < 1.0
+
+
+def test_the_batch_waits_for_a_new_session_where_a_restart_replaces_one():
+    with server(banner(b"SSH-2.0-old\r\n")) as (port, _listener):
+        old = probe.listening_inodes(port)
+        found = probe.wait_for_tunnels([{"name": "pc-1", "port": port, "timeout": 0.8, "replaced_listener": old}],
+                                       interval=0.2)
+        assert not found["pc-1"][0].up and found["pc-1"][0].detail == "the replaced session still holds the port"
+        again = probe.wait_for_tunnels([{"name": "pc-1", "port": port, "timeout": 0.8, "replaced_listener": ["1"]}])
+        assert again["pc-1"][0].up
+
+
+def test_one_read_of_proc_serves_every_port():
+    with server(banner(b"SSH-2.0-x\r\n")) as (port, _listener):
+        table = probe.listening_sockets()
+        assert table[port] == probe.listening_inodes(port) != []
+
+
+def test_the_module_reports_each_of_many_tunnels_without_failing(collections_root):
+    with server(banner(b"SSH-2.0-spoke\r\n")) as (port, _listener):
+        out = _run_module(collections_root, {"probes": [{"name": "pc-1", "port": port},
+                                                        {"name": "pc-2", "port": port, "timeout": 0.5,
+                                                         "replaced_listener": probe.listening_inodes(port)}],
+                                             "timeout": 3})
+    assert not out.get("failed") and out["up"] is False and out["detail"] == "1 of 2 up"
+    assert out["probes"]["pc-1"]["up"] and out["probes"]["pc-1"]["detail"] == "SSH-2.0-spoke"
+    assert not out["probes"]["pc-2"]["up"]
+    twice = _run_module(collections_root, {"probes": [{"name": "pc-1", "port": 1}, {"name": "pc-1", "port": 2}]})
+    assert twice.get("failed") and "once" in twice["msg"]
+    both = _run_module(collections_root, {"port": 1, "probes": [{"name": "pc-1", "port": 1}]})
+    assert both.get("failed") and "mutually exclusive" in both["msg"]

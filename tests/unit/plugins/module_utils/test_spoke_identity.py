@@ -28,6 +28,10 @@ def real_run(argv):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+# The uid useradd --system hands out in this fake database (the tests run as root, so files can be given it).
+SYSTEM_UID = 990
+
+
 class Accounts:
     """A passwd database that useradd and usermod (as watched commands) write to."""
 
@@ -40,15 +44,17 @@ class Accounts:
 
     def run(self, argv):
         if argv[0].endswith("ssh-keygen"):
-            return real_run(argv)
+            try:
+                return real_run(argv)
+            except FileNotFoundError as exc:
+                return 127, "", str(exc)
         self.commands.append(argv)
         name = argv[-1]
         flags = {"--system", "--user-group", "--no-create-home"}
         words = [word for word in argv[1:-1] if word not in flags]
         options = dict(zip(words[0::2], words[1::2]))
         if argv[0] == "useradd":
-            me = os.getuid()
-            self.entries[name] = pwd.struct_passwd((name, "!", me, os.getgid(), options["--comment"],
+            self.entries[name] = pwd.struct_passwd((name, "!", SYSTEM_UID, SYSTEM_UID, options["--comment"],
                                                     options["--home-dir"], options["--shell"]))
         else:
             old = self.entries[name]
@@ -97,15 +103,64 @@ def test_a_new_account_gets_its_own_group_no_home_from_useradd_and_a_private_hom
     assert not again.changed and again.public_key == first.public_key and len(accounts.commands) == 1
 
 
-def test_an_existing_group_of_the_name_becomes_the_new_account_s_group():
+def test_a_group_of_the_name_without_its_account_is_refused_not_joined():
     accounts = Accounts()
-    changed, created = ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "c", accounts.run,
-                                      lookup=accounts.lookup, group_exists=lambda name: True)
-    assert changed and created and accounts.commands[0][2:4] == ["--gid", "revtunnel"]
+    with pytest.raises(IdentityError, match="a group named docker exists already"):
+        ensure_account("docker", "/var/lib/revtunnel", "/usr/sbin/nologin", "c", accounts.run,
+                       lookup=accounts.lookup, group_exists=lambda name: True)
+    assert accounts.commands == []
+
+
+@pytest.mark.parametrize("uid", [0, 1000, 1500])
+def test_root_or_a_person_s_account_is_never_taken_over(uid):
+    person = pwd.struct_passwd(("alice", "x", uid, uid, "Alice", "/home/alice", "/bin/bash"))
+    accounts = Accounts(alice=person)
+    with pytest.raises(IdentityError, match="not a system account"):
+        ensure_account("alice", "/var/lib/revtunnel", "/usr/sbin/nologin", "c", accounts.run,
+                       lookup=accounts.lookup, uid_min=1000)
+    assert accounts.commands == []
+
+
+@pytest.mark.parametrize("home", ["/var/lib/../etc", "/var/lib/./x", "/var//lib", "/var/lib/x/", "var/lib"])
+def test_a_home_that_is_not_a_plain_absolute_path_is_refused(home):
+    accounts = Accounts()
+    with pytest.raises(IdentityError, match="revtunnel_spoke_home"):
+        prepare_identity("revtunnel", home, "/usr/sbin/nologin", "c", accounts.run, lookup=accounts.lookup,
+                         group_exists=lambda name: False)
+    assert accounts.commands == []
+
+
+def test_an_existing_home_of_someone_else_with_files_in_it_is_refused(tmp_path):
+    (tmp_path / "keep.txt").write_text("someone's file\n")
+    os.chown(tmp_path, 4242, 4242)
+    accounts = Accounts()
+    with pytest.raises(IdentityError, match="belongs to uid 4242 and is not an empty directory"):
+        prepare_identity("revtunnel", str(tmp_path), "/usr/sbin/nologin", "c", accounts.run, lookup=accounts.lookup,
+                         group_exists=lambda name: False)
+    assert accounts.commands == [] and tmp_path.stat().st_uid == 4242
+
+
+def test_an_empty_home_made_beforehand_is_taken(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 4242, 4242)
+    accounts = Accounts()
+    result = prepare_identity("revtunnel", str(home), "/usr/sbin/nologin", "c", accounts.run, lookup=accounts.lookup,
+                              group_exists=lambda name: False)
+    assert result.account_created and home.stat().st_uid == SYSTEM_UID and home.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_key_that_cannot_be_made_after_the_account_was_made_reports_the_change(tmp_path):
+    accounts = Accounts()
+    with pytest.raises(IdentityError) as error:
+        prepare_identity("revtunnel", str(tmp_path / "home"), "/usr/sbin/nologin", "c", accounts.run,
+                         lookup=accounts.lookup, group_exists=lambda name: False, ssh_keygen="/nonexistent/ssh-keygen")
+    assert error.value.changed and "the account revtunnel was already made" in str(error.value)
 
 
 def test_an_account_with_another_shell_home_or_comment_is_mended_in_one_usermod():
     old = pwd.struct_passwd(("revtunnel", "!", 999, 999, "old", "/home/revtunnel", "/bin/bash"))
+
     accounts = Accounts(revtunnel=old)
     changed, created = ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "new", accounts.run,
                                       lookup=accounts.lookup)
@@ -125,7 +180,7 @@ def test_check_mode_runs_no_command_and_makes_no_home(tmp_path):
     assert accounts.commands == [] and not (tmp_path / "home").exists()
 
 
-@pytest.mark.parametrize("name", ["-o", "Root", "a b", "x" * 33, ""])
+@pytest.mark.parametrize("name", ["-o", "Root", "a b", "x" * 33, "", "revtunnel\n", "root"])
 def test_a_name_that_could_read_as_an_option_is_refused_before_any_command(name):
     accounts = Accounts()
     with pytest.raises(IdentityError, match="revtunnel_spoke_user"):

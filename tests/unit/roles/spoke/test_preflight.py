@@ -25,10 +25,18 @@ INVENTORY = {
             "hub": {"hosts": {"hub-1": {"ansible_host": "192.0.2.1"}}},
             "hubs_two": {"hosts": {
                 "hub-2": {"revtunnel_hub_address": "hub2.example.org"},
-                "hub-3": {"revtunnel_hub_address": "hub2.example.org", "revtunnel_hub_port": 70000}}},
+                "hub-3": {"revtunnel_hub_address": "hub2.example.org", "revtunnel_hub_port": 70000},
+                "hub-6": {"revtunnel_hub_address": "hub2.example.org"}}},
+            "hubs_nat": {"hosts": {  # two hubs behind one address, told apart by their ports
+                "hub-4": {"ansible_host": "203.0.113.5"},
+                "hub-5": {"ansible_host": "203.0.113.5", "revtunnel_hub_port": 2222}}},
             "nobody": {"hosts": {}},
             "spokes": {"hosts": {
                 "pc-ok": {},
+                "pc-nat": {"revtunnel_hub_group": "hubs_nat"},
+                "pc-newline": {"revtunnel_spoke_user": "revtunnel\n"},
+                "pc-dotdot": {"revtunnel_spoke_home": "/var/lib/../etc"},
+                "pc-null": {"revtunnel_hub_address": None},
                 "pc-user": {"revtunnel_spoke_user": "root"},
                 "pc-home": {"revtunnel_spoke_home": "var/lib/x y"},
                 "pc-address": {"revtunnel_hub_address": "hub.example.org\n    ProxyCommand id"},
@@ -59,8 +67,9 @@ def outcome(tmp_path_factory, collections_root):
     return dict(task["hosts"])
 
 
-def test_a_spoke_with_sound_values_passes(outcome):
-    assert not outcome["pc-ok"].get("failed") and outcome["pc-ok"].get("skipped"), outcome["pc-ok"]
+@pytest.mark.parametrize("spoke", ["pc-ok", "pc-nat"])
+def test_a_spoke_with_sound_values_passes(outcome, spoke):
+    assert not outcome[spoke].get("failed") and outcome[spoke].get("skipped"), outcome[spoke]
 
 
 @pytest.mark.parametrize("spoke, words", [
@@ -69,6 +78,9 @@ def test_a_spoke_with_sound_values_passes(outcome):
     ("pc-address", ["revtunnel_hub_address of hub hub-1", "host name or an IP address"]),
     ("pc-port", ["revtunnel_hub_port of hub hub-1 (22 -oProxyCommand=id)", "TCP port"]),
     ("pc-none", ["group 'nobody' (revtunnel_hub_group) holds no host"]),
+    ("pc-newline", ["revtunnel_spoke_user (revtunnel\n)"]),
+    ("pc-dotdot", ["revtunnel_spoke_home (/var/lib/../etc)", "without '.' or '..' parts"]),
+    ("pc-null", ["revtunnel_hub_address (None) must be a host name"]),
     ("hub-1", ["in both 'hub' and the spokes"]),
 ])
 def test_a_bad_value_fails_its_spoke_with_the_variable_named(outcome, spoke, words):
@@ -81,6 +93,6 @@ def test_a_bad_value_fails_its_spoke_with_the_variable_named(outcome, spoke, wor
 
 def test_every_problem_of_a_spoke_is_named_in_one_message(outcome):
     message = outcome["pc-two"]["msg"]
-    assert "several hubs share one revtunnel_hub_address" in message, message
+    assert "several hubs share one revtunnel_hub_address and revtunnel_hub_port" in message, message
     assert "revtunnel_hub_port of hub hub-3 (70000)" in message, message
-    assert "hub-2" not in message.split("revtunnel_hub_port")[1], message
+    assert "hub-2" not in message.split("TCP port")[0].split("revtunnel_hub_port of")[1], message
