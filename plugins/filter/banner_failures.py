@@ -14,7 +14,7 @@ author:
 description:
   - Takes the loop results of the batched O(hubspoke.revtunnel.tunnel_probe#module:probes) calls (one
     per hub, see P(hubspoke.revtunnel.banner_waits#filter)) and returns, for one spoke, each hub it asked
-    that did not read its banner, with why: the probe's detail, or the hub's failure or unreachability.
+    that did not read its banner, with the reason (the probe's detail, or the hub's failure or unreachability).
   - A hub the spoke asked for but that has no result counts as a failure.
 options:
   _input:
@@ -27,7 +27,7 @@ options:
     type: str
     required: true
   waits:
-    description: The spoke's checks, C({hub: {port, timeout}}).
+    description: The spoke's checks, a dictionary of C(port) and C(timeout) by hub name.
     type: dict
     required: true
 """

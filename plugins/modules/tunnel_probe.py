@@ -21,8 +21,8 @@ description:
     listed. Give it the RV(listener) read before a tunnel restart, and the module waits for the new
     session instead of being fooled by the old one that still answers.
   - With O(probes), it waits for many tunnels at once, each with its own port, timeout and replaced
-    listener, and reports each one in RV(probes) without failing for a tunnel that is down: one call
-    for all the spokes of a hub, the caller decides which spoke fails.
+    listener, and reports each one in RV(probes) without failing for a tunnel that is down. One call
+    serves all the spokes of a hub, and the caller decides which spoke fails.
   - Each single probe has one total deadline, and whatever the spoke sends is made printable
     before it is returned.
 author:
@@ -156,7 +156,7 @@ listener:
   elements: str
   sample: ["4711"]
 probes:
-  description: With O(probes), each tunnel's RV(up), RV(detail), RV(seconds) and RV(listener), by its name.
+  description: With O(probes), the result of each tunnel (up, detail, seconds, listener), by its name.
   returned: when O(probes) is given
   type: dict
   sample: {"lab-pc-1": {"up": true, "detail": "SSH-2.0-OpenSSH_9.2p1", "seconds": 0.004, "listener": ["4711"]}}
