@@ -177,9 +177,16 @@ def wait_for_tunnel(port, forward="ssh", timeout=90.0, replaced=(), interval=0.5
         sleep(interval)
 
 
-def _probe_listener(probe, listener, remaining, host, probe_timeout):
-    """One round for one tunnel: (ProbeResult, passed) given the listener read for its port."""
+def _probe_listener(probe, listener, deadline, host, probe_timeout, clock=time.monotonic):
+    """One round for one tunnel: (ProbeResult, passed) given the listener read for its port.
+
+    The time left is taken when the probe starts, not when it was queued, so a long queue cannot carry a
+    probe past its tunnel's deadline.
+    """
+    remaining = deadline - clock()
     if listener and not set(probe.get("replaced_listener") or ()).intersection(listener):
+        if remaining <= 0:
+            return ProbeResult(False, "no time left for the probe", 0.0), False
         result = probe_forward(probe.get("forward", "ssh"), probe["port"], min(probe_timeout, max(0.1, remaining)),
                                host=host)
         return result, result.up
@@ -205,8 +212,8 @@ def wait_for_tunnels(probes, interval=0.5, host=DEFAULT_HOST, probe_timeout=3.0,
             rounds = {}
             for name, probe in pending.items():
                 listener = table.get(probe["port"], [])
-                remaining = start + probe["timeout"] - clock()
-                rounds[name] = (pool.submit(_probe_listener, probe, listener, remaining, host, probe_timeout), listener)
+                rounds[name] = (pool.submit(_probe_listener, probe, listener, start + probe["timeout"], host,
+                                            probe_timeout, clock), listener)
             for name, (future, listener) in rounds.items():
                 result, passed = future.result()
                 if passed:

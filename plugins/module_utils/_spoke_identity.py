@@ -17,6 +17,7 @@ import os
 import pwd
 import re
 import socket
+import stat
 from dataclasses import dataclass, field
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import FileSetError
@@ -96,8 +97,8 @@ def ensure_account(name, home, shell, comment, run, check_mode=False, lookup=pwd
     """Make NAME a system account with HOME, SHELL and COMMENT, or mend those three; (changed, created).
 
     A new account gets a new group of its own name and no home from useradd: the home is made private to it
-    by the caller. Never taken over: root or a person's account (uid at or above UID_MIN), nor an existing
-    group of that name (it could be one that grants rights, such as docker or disk).
+    by the caller. Never taken over: root, a person's account (uid at or above UID_MIN), a service's account
+    (one without this COMMENT), nor an existing group of that name (it could grant rights, such as docker).
     """
     if not ACCOUNT_NAME.fullmatch(name or "") or name == "root":
         raise IdentityError(f"revtunnel_spoke_user={name!r} is not a plain account name other than root "
@@ -118,9 +119,14 @@ def ensure_account(name, home, shell, comment, run, check_mode=False, lookup=pwd
     if entry.pw_uid == 0 or entry.pw_uid >= limit:
         raise IdentityError(f"revtunnel_spoke_user={name}: that account exists and is not a system account "
                             f"(uid {entry.pw_uid}); the tunnel needs an account of its own, choose another name")
+    # A service's account (postgres, www-data) is a system account too: only one this collection made, which
+    # carries its comment, is mended.
+    if entry.pw_gecos != comment:
+        raise IdentityError(f"revtunnel_spoke_user={name}: that account exists and is not the tunnel's (its comment "
+                            f"is {entry.pw_gecos!r}, not {comment!r}); choose another revtunnel_spoke_user, or give "
+                            "the account that comment to hand it to the tunnel")
     changes = []
-    for option, have, want in (("--home", entry.pw_dir, home), ("--shell", entry.pw_shell, shell),
-                               ("--comment", entry.pw_gecos, comment)):
+    for option, have, want in (("--home", entry.pw_dir, home), ("--shell", entry.pw_shell, shell)):
         if have != want:
             changes += [option, want]
     if changes and not check_mode:
@@ -139,9 +145,12 @@ def _check_home(home, uid):
     if not os.path.isabs(home or "") or os.path.normpath(home) != home:
         raise IdentityError(f"revtunnel_spoke_home={home!r} is not a plain absolute path (no '.', '..' or '//')")
     try:
-        info = os.stat(home)
+        info = os.lstat(home)
     except FileNotFoundError:
         return
+    if stat.S_ISLNK(info.st_mode):
+        raise IdentityError(f"revtunnel_spoke_home={home} is a symbolic link: the tunnel account's home must be a "
+                            "directory of its own; choose another path or replace the link")
     if (uid is None or info.st_uid != uid) and (not os.path.isdir(home) or os.listdir(home)):
         raise IdentityError(f"revtunnel_spoke_home={home} exists, belongs to uid {info.st_uid} and is not an "
                             "empty directory: the tunnel account's home must be its own; choose another path")

@@ -17,11 +17,12 @@ description:
   - First resolves every address in O(resolve) as the tunnel's ssh will (the host's resolver). When one
     does not resolve, the module fails naming each hub and address, and nothing on the host has changed.
   - Then makes O(user) a system account with a new group of its own name, O(home), O(shell) and O(comment)
-    (C(useradd), which leaves a new account's password locked), or mends those three on an existing system
-    account (C(usermod)).
+    (C(useradd), which leaves a new account's password locked), or mends the home and shell of the
+    existing account that carries O(comment) (C(usermod)).
   - It refuses, before any change, to take over root, an account at or above C(UID_MIN) of
-    C(/etc/login.defs) (a person's account), a group of that name without its account (it could grant
-    rights, such as C(docker)), or an existing O(home) that is neither the account's own nor empty.
+    C(/etc/login.defs) (a person's account), any other account without O(comment) (a service's, such as
+    C(postgres)), a group of that name without its account (it could grant rights, such as C(docker)),
+    or an O(home) that is a symbolic link or an existing directory neither the account's own nor empty.
   - Then makes or mends O(home) with O(home_mode), owned by the account, and an ed25519 key in it
     (C(id_ed25519)) as M(hubspoke.revtunnel.spoke_key) does. The private key never leaves the host.
 author:
@@ -49,7 +50,7 @@ options:
     default: /usr/sbin/nologin
   comment:
     description:
-      - Comment (GECOS field) of the account.
+      - Comment (GECOS field) of the account; an existing account is only taken when it carries it.
     type: str
     default: hubspoke.revtunnel tunnel client
   key_comment:

@@ -196,3 +196,9 @@ def test_the_module_reports_each_of_many_tunnels_without_failing(collections_roo
     assert twice.get("failed") and "once" in twice["msg"]
     both = _run_module(collections_root, {"port": 1, "probes": [{"name": "pc-1", "port": 1}]})
     assert both.get("failed") and "mutually exclusive" in both["msg"]
+
+
+def test_a_probe_that_waited_in_the_queue_past_its_deadline_is_not_run():
+    result, passed = probe._probe_listener({"port": 1, "forward": "ssh"}, ["42"], deadline=10.0, host="127.0.0.1",
+                                           probe_timeout=3.0, clock=lambda: 11.0)
+    assert not passed and result.detail == "no time left for the probe"

@@ -158,17 +158,37 @@ def test_a_key_that_cannot_be_made_after_the_account_was_made_reports_the_change
     assert error.value.changed and "the account revtunnel was already made" in str(error.value)
 
 
-def test_an_account_with_another_shell_home_or_comment_is_mended_in_one_usermod():
-    old = pwd.struct_passwd(("revtunnel", "!", 999, 999, "old", "/home/revtunnel", "/bin/bash"))
-
+def test_the_tunnel_s_account_with_another_shell_or_home_is_mended_in_one_usermod():
+    old = pwd.struct_passwd(("revtunnel", "!", 999, 999, "tunnel client", "/home/revtunnel", "/bin/bash"))
     accounts = Accounts(revtunnel=old)
-    changed, created = ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "new", accounts.run,
-                                      lookup=accounts.lookup)
+    changed, created = ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "tunnel client",
+                                      accounts.run, lookup=accounts.lookup)
     assert changed and not created
     assert accounts.commands == [["usermod", "--home", "/var/lib/revtunnel", "--shell", "/usr/sbin/nologin",
-                                  "--comment", "new", "revtunnel"]]
-    assert ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "new", accounts.run,
+                                  "revtunnel"]]
+    assert ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "tunnel client", accounts.run,
                           lookup=accounts.lookup) == (False, False)
+
+
+def test_a_service_s_system_account_is_not_taken_over():
+    service = pwd.struct_passwd(("postgres", "*", 110, 117, "PostgreSQL administrator", "/var/lib/postgresql",
+                                 "/bin/bash"))
+    accounts = Accounts(postgres=service)
+    with pytest.raises(IdentityError, match="not the tunnel's"):
+        ensure_account("postgres", "/var/lib/revtunnel", "/usr/sbin/nologin", "tunnel client", accounts.run,
+                       lookup=accounts.lookup)
+    assert accounts.commands == []
+
+
+def test_a_home_that_is_a_link_is_refused(tmp_path):
+    target = tmp_path / "empty"
+    target.mkdir()
+    (tmp_path / "home").symlink_to(target)
+    accounts = Accounts()
+    with pytest.raises(IdentityError, match="symbolic link"):
+        prepare_identity("revtunnel", str(tmp_path / "home"), "/usr/sbin/nologin", "c", accounts.run,
+                         lookup=accounts.lookup, group_exists=lambda name: False)
+    assert accounts.commands == [] and target.stat().st_uid == os.getuid()
 
 
 def test_check_mode_runs_no_command_and_makes_no_home(tmp_path):
