@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,3 +44,24 @@ def collections_root():
 @pytest.fixture(scope="session")
 def module_path():
     return REPO_ROOT / "plugins" / "modules" / "port_allocation.py"
+
+
+@pytest.fixture
+def module_runner(tmp_path, collections_root):
+    """run(module_file, args, check_mode=False, diff=False, **internal) -> (exit code, parsed JSON).
+
+    Runs the module file the way Ansible does: a subprocess fed its arguments as JSON in a file.
+    """
+
+    def _run(module_file, args, check_mode=False, diff=False, **internal):
+        payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, **internal)
+        args_file = tmp_path / "args.json"
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
+        # extend, not replace: ansible-test units puts its own collection root on PYTHONPATH
+        python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run([sys.executable, str(module_file), str(args_file)], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=python_path), timeout=60, check=False)
+        assert proc.stdout.strip(), proc.stderr
+        return proc.returncode, json.loads(proc.stdout)
+
+    return _run

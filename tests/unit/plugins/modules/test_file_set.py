@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
+import functools
 import grp
-import json
 import os
 import pwd
-import subprocess
-import sys
 
 import pytest
 
@@ -20,18 +18,9 @@ MODULE_PATH = os.path.join(REPO_ROOT, "plugins", "modules", "file_set.py")
 
 
 @pytest.fixture
-def run_module(tmp_path, collections_root):
-    def _run(args, check_mode=False, diff=False):
-        args_file = tmp_path / "args.json"
-        payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-        python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
-        proc = subprocess.run([sys.executable, MODULE_PATH, str(args_file)], capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=python_path), timeout=60, check=False)
-        assert proc.stdout.strip(), proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
-
-    return _run
+def run_module(module_runner):
+    """Return a function that runs the module with args and gives (exit code, parsed JSON)."""
+    return functools.partial(module_runner, MODULE_PATH)
 
 
 def test_apply_then_nothing_changes_and_check_mode_agrees(tmp_path, run_module):

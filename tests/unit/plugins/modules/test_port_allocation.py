@@ -7,34 +7,17 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 
 @pytest.fixture
-def run_module(tmp_path, module_path, collections_root):
+def run_module(module_runner, module_path):
     """Return a function that runs the module with args and gives (exit code, parsed JSON)."""
-
-    def _run(args, check_mode=False, diff=False, **internal):
-        payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, **internal)
-        args_file = tmp_path / "args.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-        # extend, not replace: ansible-test units puts its own collection root on PYTHONPATH
-        python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
-        env = dict(os.environ, PYTHONPATH=python_path)
-        proc = subprocess.run(
-            [sys.executable, str(module_path), str(args_file)],
-            capture_output=True, text=True, env=env, timeout=60, check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
-
-    return _run
+    return functools.partial(module_runner, module_path)
 
 
 @pytest.fixture

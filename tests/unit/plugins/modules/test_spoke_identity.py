@@ -9,10 +9,8 @@ Only the refusals run here (they must leave the host untouched); the lab scenari
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -21,17 +19,9 @@ MODULE_PATH = os.path.join(REPO_ROOT, "plugins", "modules", "spoke_identity.py")
 
 
 @pytest.fixture
-def run_module(tmp_path, collections_root):
-    def _run(args, check_mode=False):
-        args_file = tmp_path / "args.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode)}))
-        python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
-        proc = subprocess.run([sys.executable, MODULE_PATH, str(args_file)], capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=python_path), timeout=60, check=False)
-        assert proc.stdout.strip(), proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
-
-    return _run
+def run_module(module_runner):
+    """Return a function that runs the module with args and gives (exit code, parsed JSON)."""
+    return functools.partial(module_runner, MODULE_PATH)
 
 
 def test_an_unresolvable_hub_fails_before_the_account_or_home_exist(tmp_path, run_module):

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import hashlib
 import importlib.util
-import json
 import os
 import struct
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -29,22 +27,9 @@ def make_key(seed):
 
 
 @pytest.fixture
-def run_module(tmp_path, collections_root):
+def run_module(module_runner):
     """Return a function that runs the module with args and gives (exit code, parsed JSON)."""
-
-    def _run(args, check_mode=False, diff=False, **internal):
-        payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, **internal)
-        args_file = tmp_path / "args.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-        python_path = os.pathsep.join(filter(None, [str(collections_root), os.environ.get("PYTHONPATH")]))
-        proc = subprocess.run(
-            [sys.executable, MODULE_PATH, str(args_file)],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=python_path), timeout=60, check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr
-        return proc.returncode, json.loads(proc.stdout)
-
-    return _run
+    return functools.partial(module_runner, MODULE_PATH)
 
 
 @pytest.fixture
