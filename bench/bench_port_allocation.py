@@ -40,9 +40,9 @@ def _import_registry():
         (collections / "ansible_collections" / "hubspoke").mkdir(parents=True)
         os.symlink(REPO_ROOT, collections / "ansible_collections" / "hubspoke" / "revtunnel")
     sys.path.insert(0, str(collections))
-    from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _port_registry
+    from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import transaction
 
-    return _port_registry
+    return transaction
 
 
 def _spokes(count):

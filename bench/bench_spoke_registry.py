@@ -42,9 +42,10 @@ def _import_registry():
         (collections / "ansible_collections" / "hubspoke").mkdir(parents=True)
         os.symlink(REPO_ROOT, collections / "ansible_collections" / "hubspoke" / "revtunnel")
     sys.path.insert(0, str(collections))
-    from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _port_registry, _spoke_registry
+    from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import transaction
 
-    return _port_registry, _spoke_registry
+    # one backend: port_allocation is its ports-only view (allocate_ports), spoke_registry the full sync
+    return transaction, transaction
 
 
 def _key(seed):

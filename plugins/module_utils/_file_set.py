@@ -12,14 +12,14 @@ Nothing here knows Ansible: the module resolves names to ids and reports.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import re
 import shlex
 import stat
-import tempfile
+
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs
 
 _MODE = re.compile(r"^0?[0-7]{3}$")
 # Diffs of bigger files are left out; the change is still reported.
@@ -57,14 +57,6 @@ def account_ids(owner, group, check_mode=False, where=""):
     return found[0], found[1]
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def _attributes_differ(info, mode, uid, gid):
     return ((mode is not None and stat.S_IMODE(info.st_mode) != mode)
             or (uid is not None and info.st_uid != uid) or (gid is not None and info.st_gid != gid))
@@ -76,38 +68,6 @@ def _fix_attributes(path, mode, uid, gid):
         os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
     if mode is not None:
         os.chmod(path, mode)
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _stage(path, data, mode, uid=None, gid=None):
-    """A temporary file beside PATH holding DATA, with its mode and owner already set and synced; its path."""
-    directory = os.path.dirname(path) or "."
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if uid is not None or gid is not None:
-                os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fchmod(handle.fileno(), 0o644 if mode is None else mode)
-            os.fsync(handle.fileno())
-    except BaseException:
-        _discard([temporary])
-        raise
-    return temporary
-
-
-def _discard(temporaries):
-    for temporary in list(temporaries):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
 
 
 def _diff(path, before, after):
@@ -188,12 +148,12 @@ def _plan(entry, check_mode):
             return None, None
         if stat.S_ISDIR(info.st_mode):
             raise FileSetError(f"{path} is a directory; state absent removes files and links only")
-        return "remove", _read(path) if stat.S_ISREG(info.st_mode) else None
+        return "remove", _fs.read_bytes(path) if stat.S_ISREG(info.st_mode) else None
     info = _state_of(path)
     content = entry.get("content")
     if content is None:
         raise FileSetError(f"{path}: a file that is present needs a content")
-    before = _read(path) if info is not None else None
+    before = _fs.read_bytes(path) if info is not None else None
     if before != content:
         # In check mode an earlier task that would make the directory did not run: report the write.
         if not check_mode and not os.path.isdir(os.path.dirname(path) or "."):
@@ -214,7 +174,8 @@ def _stage_entry(entry):
             gid = info.st_gid if gid is None else gid
         except FileNotFoundError:
             pass
-    return _stage(entry["path"], entry["content"], entry.get("mode"), uid, gid)
+    mode = entry.get("mode")
+    return _fs.stage(entry["path"], entry["content"], 0o644 if mode is None else mode, uid, gid)
 
 
 def apply(directories, files, check_mode=False, want_diff=False, run=None):
@@ -248,10 +209,10 @@ def apply(directories, files, check_mode=False, want_diff=False, run=None):
                 elif action == "remove":
                     os.unlink(path)
         finally:
-            _discard(staged.values())
+            _fs.discard(staged.values())
         touched = {os.path.dirname(e["path"]) or "." for e, action, _b in plans if action in ("write", "remove")}
         for directory in sorted(touched):
-            _fsync_dir(directory)
+            _fs.fsync_dir(directory)
     for entry, action, before in plans:
         if action:
             changed.append(entry["path"])

@@ -4,9 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one end-to-end test of a tunnel: what the hub reads on a spoke's loopback port.
 
-Pure Python with no Ansible import. The hub's commands (revtunnel-status, the metrics timer,
-the reaper) import a copy of this file from /usr/local/lib/revtunnel, and the modules import it
-as module_utils, so the banner test is written once.
+Pure Python with no Ansible import. The modules, the hub's commands (status, metrics, reaper) and the
+spoke's watchdog all probe through this file, so the banner test is written once.
 
 A forwarded ssh port is up only when an SSH banner comes back through it: a port that is bound
 but leads nowhere (the spoke's sshd is down, or a stale session holds it) reads nothing or EOF.
@@ -22,6 +21,8 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._procfs import listening_inodes, listening_sockets
 
 BANNER_LIMIT = 256
 DEFAULT_HOST = "127.0.0.1"
@@ -116,40 +117,6 @@ def probe_forward(forward, port, timeout=3.0, host=DEFAULT_HOST):
     return probe_stream(port, timeout, host=host)
 
 
-_TCP_LISTEN = "0A"
-PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
-
-
-def listening_sockets(paths=PROC_NET_TCP):
-    """{port: socket inodes (as strings, sorted)} of every TCP LISTEN socket, any address: one read of /proc."""
-    found = {}
-    for path in paths:
-        try:
-            with open(path, encoding="ascii", errors="replace") as handle:
-                lines = handle.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _TCP_LISTEN:
-                continue
-            try:
-                port = int(fields[1].rpartition(":")[2], 16)
-            except ValueError:
-                continue
-            found.setdefault(port, set()).add(fields[9])
-    return {port: sorted(inodes) for port, inodes in found.items()}
-
-
-def listening_inodes(port, paths=PROC_NET_TCP):
-    """Socket inodes (as strings, sorted) of the TCP LISTEN sockets on ``port``, any address.
-
-    A new tunnel session binds a new socket, so a changed inode tells a restarted tunnel from the
-    one it replaces; unlike ``ss -p`` this needs no right over the tunnel account's processes.
-    """
-    return listening_sockets(paths).get(port, [])
-
-
 def wait_for_tunnel(port, forward="ssh", timeout=90.0, replaced=(), interval=0.5, host=DEFAULT_HOST,
                     probe_timeout=3.0, clock=time.monotonic, sleep=time.sleep, inodes=listening_inodes):
     """Wait until the port leads to the spoke (the probe passes) through a session that is not ``replaced``.
@@ -229,3 +196,23 @@ def wait_for_tunnels(probes, interval=0.5, host=DEFAULT_HOST, probe_timeout=3.0,
             if pending:
                 sleep(interval)
     return done
+
+
+def check_all(spokes, timeout=3.0, workers=32, host=DEFAULT_HOST):
+    """One row per spoke forward of a registry's spokes, sorted: spoke, forward, port, up, latency_ms, seconds,
+    detail. The probes run in parallel, each with its own deadline; names and details come out printable."""
+    targets = [(spoke, forward, port) for spoke in sorted(spokes)
+               for forward, port in sorted(spokes[spoke]["ports"].items())]
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
+        results = list(pool.map(lambda t: probe_forward(t[1], t[2], timeout, host=host), targets))
+    return [{
+        "spoke": printable(spoke),
+        "forward": printable(forward),
+        "port": port,
+        "up": result.up,
+        "latency_ms": round(result.seconds * 1000, 1),
+        "seconds": result.seconds,
+        "detail": printable(result.detail),
+    } for (spoke, forward, port), result in zip(targets, results)]

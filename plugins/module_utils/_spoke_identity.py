@@ -15,16 +15,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import re
 import socket
 import stat
 from dataclasses import dataclass, field
 
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _rules
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import FileSetError
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError, ensure_key
 
-# The same rule as the spoke role's preflight: a plain account name, so no value reads as an option.
-ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 KEY_FILE = "id_ed25519"
 LOGIN_DEFS = "/etc/login.defs"
 
@@ -100,9 +98,10 @@ def ensure_account(name, home, shell, comment, run, check_mode=False, lookup=pwd
     by the caller. Never taken over: root, a person's account (uid at or above UID_MIN), a service's account
     (one without this COMMENT), nor an existing group of that name (it could grant rights, such as docker).
     """
-    if not ACCOUNT_NAME.fullmatch(name or "") or name == "root":
-        raise IdentityError(f"revtunnel_spoke_user={name!r} is not a plain account name other than root "
-                            "(lowercase letters, digits, '_' and '-', 32 at most)")
+    try:
+        _rules.account(name, "revtunnel_spoke_user")
+    except _rules.RuleError as exc:
+        raise IdentityError(str(exc)) from None
     try:
         entry = lookup(name)
     except KeyError:

@@ -65,8 +65,15 @@ options:
         required: true
       content:
         description:
-          - What the file holds, byte for byte (UTF-8); required when O(files[].state=present).
+          - What the file holds, byte for byte (UTF-8). A file that is present needs O(files[].content) or
+            O(files[].content_base64).
         type: str
+      content_base64:
+        description:
+          - What the file holds, base64-encoded, for a binary file such as a zipapp.
+          - Mutually exclusive with O(files[].content).
+        type: str
+        version_added: 1.2.0
       mode:
         description: Octal mode as a string, for example V(0644) or V(0755).
         type: str
@@ -151,6 +158,8 @@ changed_paths:
   sample: [/etc/systemd/system/example.service]
 """
 
+import base64  # noqa: E402
+import binascii  # noqa: E402
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -170,12 +179,26 @@ _DIRECTORY = dict(
 _FILE = dict(
     path=dict(type="path", required=True),
     content=dict(type="str"),
+    content_base64=dict(type="str"),
     mode=dict(type="str", default="0644"),
     owner=dict(type="str"),
     group=dict(type="str"),
     validate=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
 )
+
+
+def _content(entry):
+    if entry["content"] is not None and entry["content_base64"] is not None:
+        raise FileSetError(f"{entry['path']}: give content or content_base64, not both")
+    if entry["content_base64"] is not None:
+        try:
+            return base64.b64decode(entry["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise FileSetError(f"{entry['path']}: content_base64 is not valid base64") from None
+    if entry["content"] is None:
+        raise FileSetError(f"{entry['path']}: a file that is present needs a content")
+    return entry["content"].encode("utf-8")
 
 
 def _prepare(entries, check_mode, content):
@@ -189,9 +212,7 @@ def _prepare(entries, check_mode, content):
             item["state"] = entry["state"]
             item["validate"] = entry["validate"]
             if entry["state"] == "present":
-                if entry["content"] is None:
-                    raise FileSetError(f"{entry['path']}: a file that is present needs a content")
-                item["content"] = entry["content"].encode("utf-8")
+                item["content"] = _content(entry)
         prepared.append(item)
     return prepared
 

@@ -30,8 +30,9 @@ description:
     write without moving any port. It never changes the keys or C(from=) patterns a spoke holds,
     and never touches C(authorized_keys). C(updated) is the UTC time of the last write. See
     C(docs/registry-format.md) in the collection.
-  - This module is the ports-only view of M(hubspoke.revtunnel.spoke_registry), kept for existing
-    playbooks. New playbooks should use M(hubspoke.revtunnel.spoke_registry).
+  - This module is a thin front end over the one registry backend of M(hubspoke.revtunnel.spoke_registry),
+    its ports-only view, kept for existing playbooks and checks. New playbooks should use
+    M(hubspoke.revtunnel.spoke_registry).
   - The registry is rewritten only when its ports or range change, or to migrate a version 1
     file. The write goes to a temporary file in the same directory, which is fsynced and then
     renamed over O(path), and the directory is fsynced. The previous version is kept as
@@ -72,8 +73,9 @@ options:
     suboptions:
       name:
         description:
-          - Name of the spoke, normally its inventory name. Must be unique and non-empty, and
-            must not contain whitespace or C(/).
+          - Name of the spoke, normally its inventory name. Must be unique. The same rule as
+            M(hubspoke.revtunnel.spoke_registry) applies (one registry, one name rule), 1 to 64
+            letters, digits, C(.), C(_) or C(-), starting with a letter or a digit.
         type: str
         required: true
       port:
@@ -227,14 +229,16 @@ backup_file:
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._port_registry import (  # noqa: E402
-    DEFAULT_PATH,
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.document import format_ports  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.request import (  # noqa: E402
     DEFAULT_RANGE_END,
     DEFAULT_RANGE_START,
-    PortRegistryError,
-    allocate_ports,
-    format_ports,
 )
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.transaction import (  # noqa: E402
+    DEFAULT_PATH,
+    allocate_ports,
+)
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._rules import RuleError  # noqa: E402
 
 
 def main():
@@ -267,7 +271,7 @@ def main():
             prune=module.params["prune"],
             check_mode=module.check_mode,
         )
-    except PortRegistryError as exc:
+    except RuleError as exc:
         # input or registry problems: the message already says what to change
         module.fail_json(msg=str(exc), registry=path)
     except OSError as exc:

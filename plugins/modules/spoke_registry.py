@@ -155,7 +155,45 @@ options:
         description: The public key line to stop trusting.
         type: str
         required: true
+  records_dir:
+    description:
+      - The controller directory of the hubs' records (C(revtunnel_hub_records_dir)). Action plugin option.
+      - Before the run, the controller's copy of this hub's records, C(<records_dir>/<hub>.json), is read and
+        checked against its signature, and its entries are given as O(restore). After a run that is not in
+        check mode, the copy is written again from the registry, when it changed. An edited, damaged or
+        foreign copy fails the task before anything changes.
+      - The signing key is in C(<records_dir>/<hub>.secret), which M(hubspoke.revtunnel.hub_host_key) writes;
+        until it exists, no copy is written.
+    type: path
+  hub:
+    description: The name of the hub's records, by default the inventory name of the host. Action plugin option.
+    type: str
+  restore:
+    description:
+      - The entries of the controller's copy of this hub's records, from spoke name to C(ports), C(keys) and
+        C(key_from), as RV(spokes) returns them. They fill what the registry lacks, and nothing else. A spoke
+        missing from the registry gets its entry back, with its ports, so the spoke's tunnel finds the port it
+        is configured for, and a spoke whose entry holds no key gets its keys back. Where the registry holds
+        something, the registry wins. A restored port that the registry gives to another spoke is not
+        restored; that forward gets a new port.
+      - This is how a hub that was re-installed gets every spoke back without contacting one. Spokes that
+        O(spokes) does not list are still pruned with O(prune=true).
+    type: dict
+  require_keys:
+    description:
+      - Spokes this run did not reach. The run fails before it writes anything when one of them would be
+        left without any trusted key, because its tunnel could never log in again. The message names each
+        such spoke and says how to recover.
+    type: list
+    elements: str
+    default: []
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details:
@@ -185,6 +223,7 @@ seealso:
   - module: hubspoke.revtunnel.port_allocation
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - hubspoke.revtunnel._attributes
   - action_common_attributes.files
 """
@@ -289,6 +328,28 @@ imported:
   type: list
   elements: str
   sample: ["lab-pc-3"]
+range:
+  description: The port range the registry records, C(start) and C(end); null when it records none.
+  returned: success
+  type: dict
+  sample: {"start": 10000, "end": 10999}
+listeners:
+  description:
+    - The socket inodes listening on each registered port when the run read them, from port to inodes. A tunnel
+      restarted later in the play holds another socket, which tells its new session from this one.
+  returned: success, with O(spokes) and not in check mode
+  type: dict
+  sample: {"10000": ["123456"]}
+records_written:
+  description: Whether the controller's copy of the hub's records in O(records_dir) was written.
+  returned: with O(records_dir), not in check mode
+  type: bool
+restored:
+  description: Spokes whose entry or keys came from O(restore) because the registry lacked them.
+  returned: success
+  type: list
+  elements: str
+  sample: ["lab-pc-1", "lab-pc-2"]
 authorized_keys_changed:
   description: Whether O(authorized_keys) was (or, in check mode, would be) rewritten.
   returned: success
@@ -309,15 +370,15 @@ backup_file:
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._port_registry import (  # noqa: E402
-    DEFAULT_PATH,
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.request import (  # noqa: E402
     DEFAULT_RANGE_END,
     DEFAULT_RANGE_START,
-    PortRegistryError,
 )
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_registry import (  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.transaction import (  # noqa: E402
+    DEFAULT_PATH,
     sync_registry,
 )
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._rules import RuleError  # noqa: E402
 
 
 def _key_change_spec(**extra):
@@ -353,6 +414,11 @@ def main():
             ),
             trust=_key_change_spec(current=dict(type="str", no_log=False)),
             forget=_key_change_spec(),
+            restore=dict(type="dict"),
+            require_keys=dict(type="list", elements="str", default=[], no_log=False),
+            # read by the action plugin on the controller, which never passes them on
+            records_dir=dict(type="path"),
+            hub=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -369,8 +435,10 @@ def main():
             range_end=params["range_end"],
             prune=params["prune"],
             check_mode=module.check_mode,
+            restore=params["restore"],
+            require_keys=params["require_keys"],
         )
-    except PortRegistryError as exc:
+    except RuleError as exc:
         # input or registry problems: the message already says what to change
         module.fail_json(msg=str(exc), registry=path)
     except OSError as exc:
@@ -390,6 +458,9 @@ def main():
         keys_added=result.keys_added,
         keys_removed=result.keys_removed,
         imported=result.imported,
+        restored=result.restored,
+        range=result.range,
+        listeners=result.listeners,
         authorized_keys_changed=result.authorized_keys_changed,
         registry=result.path,
     )

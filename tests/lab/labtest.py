@@ -11,8 +11,9 @@ import pytest
 import testinfra
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-import _spoke_registry  # noqa: E402  the collection's own registry reader, not a copy
+if (ROOT / "collections").is_dir() and str(ROOT / "collections") not in sys.path:
+    sys.path.insert(0, str(ROOT / "collections"))
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document  # noqa: E402
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 
 
@@ -49,14 +50,14 @@ def hub():
 
 def registry_view(text):
     """A registry file's content with "spokes" and a "ports" map ({spoke: {forward: port}}) for either version."""
-    document = json.loads(text)
-    spokes = _spoke_registry.spokes_from_document(document)
-    return {**document, "spokes": spokes, "ports": {name: entry["ports"] for name, entry in spokes.items()}}
+    raw = json.loads(text)
+    spokes = document.parse(text.encode("utf-8"), "the hub's registry").spokes
+    return {**raw, "spokes": spokes, "ports": {name: entry["ports"] for name, entry in spokes.items()}}
 
 
 def read_registry(host):
     """The registry of a hub (a testinfra host), as registry_view gives it."""
-    return registry_view(host.file(_spoke_registry.DEFAULT_PATH).content_string)
+    return registry_view(host.file(document.DEFAULT_PATH).content_string)
 
 
 @pytest.fixture(scope="session")

@@ -65,3 +65,23 @@ def module_runner(tmp_path, collections_root):
         return proc.returncode, json.loads(proc.stdout)
 
     return _run
+
+
+def _zipapp(tmp_path_factory, kind):
+    from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import bundle
+
+    path = tmp_path_factory.mktemp(kind) / "revtunnel.pyz"
+    path.write_bytes(bundle.build(bundle.HUB_COMMANDS if kind == "hub" else bundle.SPOKE_COMMANDS))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def hub_zipapp(tmp_path_factory):
+    """The hub's command zipapp as the role installs it, built from this checkout."""
+    return _zipapp(tmp_path_factory, "hub")
+
+
+@pytest.fixture(scope="session")
+def spoke_zipapp(tmp_path_factory):
+    """The spoke's command zipapp as the role installs it, built from this checkout."""
+    return _zipapp(tmp_path_factory, "spoke")

@@ -17,15 +17,18 @@ import stat
 import time
 
 import pytest
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _port_registry as pr
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_registry import read_spokes
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs, _procfs, _rules
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.document import read_spokes
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.transaction import allocate_ports
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._rules import RuleError
 
 NO_LISTEN = frozenset()
 
 
 def run(path, spokes, start=10000, end=10999, prune=True, listening=NO_LISTEN, **kwargs):
     """allocate_ports with a fixed, empty set of host listeners unless told otherwise."""
-    return pr.allocate_ports(
+    return allocate_ports(
         path=str(path), spokes=spokes, range_start=start, range_end=end, prune=prune,
         listening_ports=listening, **kwargs,
     )
@@ -181,7 +184,7 @@ def test_pinned_ports_can_swap(registry):
 def test_pin_held_by_another_spoke_names_both(registry):
     run(registry, names("lab-pc-1", "lab-pc-2"))
     before = snapshot(registry)
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, [{"name": "lab-pc-1"}, {"name": "lab-pc-2"}, {"name": "lab-pc-3", "port": 10000}])
     message = str(err.value)
     assert "10000" in message and "lab-pc-3" in message and "lab-pc-1/ssh" in message
@@ -190,7 +193,7 @@ def test_pin_held_by_another_spoke_names_both(registry):
 
 def test_pin_held_by_an_unlisted_kept_entry_is_a_conflict(registry):
     run(registry, names("old"))
-    with pytest.raises(pr.PortRegistryError, match=r"port 10000 pinned for new is registered to old/ssh"):
+    with pytest.raises(RuleError, match=r"port 10000 pinned for new is registered to old/ssh"):
         run(registry, [{"name": "new", "port": 10000}], prune=False)
 
 
@@ -201,20 +204,20 @@ def test_pin_held_by_a_pruned_entry_is_free(registry):
 
 
 def test_two_spokes_pinning_one_port_names_both(registry):
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, [{"name": "lab-pc-2", "port": 10005}, {"name": "lab-pc-7", "port": 10005}])
     assert "lab-pc-2" in str(err.value) and "lab-pc-7" in str(err.value) and "10005" in str(err.value)
     assert not registry.parent.exists()
 
 
 def test_pin_outside_range_names_spoke_and_range(registry):
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, [{"name": "lab-pc-2", "port": 20000}])
     assert "lab-pc-2" in str(err.value) and "10000-10999" in str(err.value)
 
 
 def test_pin_on_a_port_another_program_listens_on(registry):
-    with pytest.raises(pr.PortRegistryError, match=r"port 10003 pinned for a is already in use"):
+    with pytest.raises(RuleError, match=r"port 10003 pinned for a is already in use"):
         run(registry, [{"name": "a", "port": 10003}], listening={10003})
 
 
@@ -241,16 +244,19 @@ FAKE_TCP6 = """\
 
 def test_parse_listening_ports_reads_only_listen_state():
     # 0x2710=10000 and 0x2712=10002 listen; 0x2711 is an established connection
-    assert pr.parse_listening_ports(FAKE_TCP) == {10000, 10002}
-    assert pr.parse_listening_ports(FAKE_TCP6) == {10004, 22}
-    assert pr.parse_listening_ports("") == set()
+    def listening(text):
+        return {sock.port for sock in _procfs.parse_tcp(text) if sock.state == _procfs.TCP_LISTEN}
+
+    assert listening(FAKE_TCP) == {10000, 10002}
+    assert listening(FAKE_TCP6) == {10004, 22}
+    assert listening("") == set()
 
 
 def test_fake_proc_net_files_are_skipped(tmp_path, registry):
     tcp, tcp6 = tmp_path / "tcp", tmp_path / "tcp6"
     tcp.write_text(FAKE_TCP)
     tcp6.write_text(FAKE_TCP6)
-    result = pr.allocate_ports(
+    result = allocate_ports(
         path=str(registry), spokes=names("a", "b", "c", "d"), range_start=10000, range_end=10010,
         proc_net_paths=(str(tcp), str(tcp6)),
     )
@@ -260,11 +266,11 @@ def test_fake_proc_net_files_are_skipped(tmp_path, registry):
 def test_missing_tcp6_is_tolerated_but_no_table_at_all_fails(tmp_path, registry):
     tcp = tmp_path / "tcp"
     tcp.write_text(FAKE_TCP)
-    result = pr.allocate_ports(path=str(registry), spokes=names("a"), range_start=10000, range_end=10010,
-                               proc_net_paths=(str(tcp), str(tmp_path / "absent")), check_mode=True)
+    result = allocate_ports(path=str(registry), spokes=names("a"), range_start=10000, range_end=10010,
+                            proc_net_paths=(str(tcp), str(tmp_path / "absent")), check_mode=True)
     assert result.ports == {"a": {"ssh": 10001}}
-    with pytest.raises(pr.PortRegistryError, match="cannot read listening sockets"):
-        pr.allocate_ports(path=str(registry), spokes=names("a"), proc_net_paths=(str(tmp_path / "absent"),))
+    with pytest.raises(RuleError, match="cannot read listening sockets"):
+        allocate_ports(path=str(registry), spokes=names("a"), proc_net_paths=(str(tmp_path / "absent"),))
 
 
 def test_registered_entry_keeps_the_port_its_own_tunnel_listens_on(registry):
@@ -278,14 +284,14 @@ def test_real_listening_socket_is_skipped(tmp_path):
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         busy = listener.getsockname()[1]
-        start = busy if busy + 20 <= pr.PORT_CEILING else busy - 20
-        result = pr.allocate_ports(
+        start = busy if busy + 20 <= _rules.PORT_CEILING else busy - 20
+        result = allocate_ports(
             path=str(tmp_path / "ports.json"), spokes=names(*(f"s{i}" for i in range(5))),
             range_start=start, range_end=start + 20,
         )
         given = {forwards["ssh"] for forwards in result.ports.values()}
         assert busy not in given
-        assert busy in pr.read_listening_ports()
+        assert busy in _procfs.listening_ports()
 
 
 # --- exhaustion and validation ---------------------------------------------------------
@@ -294,7 +300,7 @@ def test_real_listening_socket_is_skipped(tmp_path):
 def test_exhaustion_says_needed_and_free(registry):
     run(registry, names("a", "b"), start=10000, end=10003)
     before = snapshot(registry)
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, names("a", "b", "c", "d", "e"), start=10000, end=10003, listening={10003})
     message = str(err.value)
     assert "10000-10003 is too small" in message
@@ -313,18 +319,18 @@ BAD_INPUTS = [
     ({"start": 80, "end": 10000}, names("a"), "outside 1024-65535"),
     ({"start": 60000, "end": 70000}, names("a"), "outside 1024-65535"),
     ({"start": "10000", "end": 10999}, names("a"), "range_start must be an integer"),
-    ({}, [{"name": ""}], "spoke #1 has an empty name"),
-    ({}, [{"name": "a"}, {"name": "   "}], "spoke #2 has an empty name"),
-    ({}, [{"name": None}], "spoke #1 has an empty name"),
+    ({}, [{"name": ""}], "spoke #1 name '' cannot name a spoke"),
+    ({}, [{"name": "a"}, {"name": "   "}], "spoke #2 name '   ' cannot name a spoke"),
+    ({}, [{"name": None}], "spoke #1 name None cannot name a spoke"),
     ({}, names("a", "b", "a"), "'a' is listed twice (#1 and #3)"),
-    ({}, [{"name": "lab pc"}], "contains whitespace"),
-    ({}, [{"name": "lab/pc"}], "contains '/'"),
+    ({}, [{"name": "lab pc"}], "name 'lab pc' cannot name a spoke"),
+    ({}, [{"name": "lab/pc"}], "name 'lab/pc' cannot name a spoke"),
     ({}, [{"name": "a", "forwards": ["RDP"]}], "bad forward name 'RDP'"),
     ({}, [{"name": "a", "forwards": ["-x"]}], "bad forward name '-x'"),
     ({}, [{"name": "a", "forwards": ["web ui"]}], "bad forward name 'web ui'"),
     ({}, [{"name": "a", "forwards": ["rdp", "rdp"]}], "lists forward 'rdp' twice"),
-    ({}, [{"name": "a", "port": "10005"}], "port must be an integer"),
-    ({}, [{"name": "a", "port": True}], "port must be an integer"),
+    ({}, [{"name": "a", "port": "10005"}], "revtunnel_port must be an integer"),
+    ({}, [{"name": "a", "port": True}], "revtunnel_port must be an integer"),
     ({}, [{"name": "a", "prot": 10005}], "unknown key(s) prot"),
     ({}, ["a"], "spoke #1 must be a dict"),
     ({"start": 10000, "end": 10001}, names("a", "b", "c"), "1 entry needs a new port (3 ports needed in all)"),
@@ -336,7 +342,7 @@ def test_validation_errors_leave_the_registry_byte_identical(registry, bounds, s
     run(registry, names("a", "b"), start=10000, end=10001)
     before = snapshot(registry)
     files_before = sorted(p.name for p in registry.parent.iterdir())
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, spokes, start=bounds.get("start", 10000), end=bounds.get("end", 10001), prune=False)
     assert expected in str(err.value)
     assert snapshot(registry) == before
@@ -344,7 +350,7 @@ def test_validation_errors_leave_the_registry_byte_identical(registry, bounds, s
 
 
 def test_validation_error_creates_nothing(registry):
-    with pytest.raises(pr.PortRegistryError):
+    with pytest.raises(RuleError):
         run(registry, names("a", "a"))
     assert not registry.parent.exists()
 
@@ -371,7 +377,7 @@ def test_unreadable_registry_is_never_overwritten(registry, content, expected):
     registry.write_bytes(content)
     before = snapshot(registry)
     for check_mode in (True, False):
-        with pytest.raises(pr.PortRegistryError) as err:
+        with pytest.raises(RuleError) as err:
             run(registry, names("a"), check_mode=check_mode)
         assert expected in str(err.value)
         assert str(registry) in str(err.value)
@@ -382,7 +388,7 @@ def test_unreadable_registry_is_never_overwritten(registry, content, expected):
 def test_corrupt_registry_message_says_what_to_do(registry):
     registry.parent.mkdir(parents=True)
     registry.write_text("{")
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, names("a"))
     assert f"restore it from {registry}.bak or move it aside" in str(err.value)
 
@@ -390,13 +396,13 @@ def test_corrupt_registry_message_says_what_to_do(registry):
 def test_unknown_version_message_says_what_to_do(registry):
     registry.parent.mkdir(parents=True)
     registry.write_text('{"version": 9, "ports": {}}')
-    with pytest.raises(pr.PortRegistryError) as err:
+    with pytest.raises(RuleError) as err:
         run(registry, names("a"))
     assert "upgrade hubspoke.revtunnel" in str(err.value) and "version 1 or 2" in str(err.value)
 
 
 def test_path_that_is_a_directory(tmp_path):
-    with pytest.raises(pr.PortRegistryError, match="is a directory"):
+    with pytest.raises(RuleError, match="is a directory"):
         run(tmp_path, names("a"))
 
 
@@ -454,10 +460,11 @@ def test_files_modes_backup_and_format(tmp_path):
 
 
 def test_serialize_and_parse_round_trip():
-    ports = {f"pc-{i}": {"ssh": 20000 + 2 * i, "rdp": 20001 + 2 * i} for i in range(50)}
-    data = pr.serialize_registry(ports, 20000, 20999, "2025-01-01T00:00:00Z")
-    parsed, stored_range = pr.parse_registry(data, "mem")
-    assert parsed == ports and stored_range == {"start": 20000, "end": 20999}
+    spokes = {f"pc-{i}": {"ports": {"rdp": 20001 + 2 * i, "ssh": 20000 + 2 * i}, "keys": [], "key_from": []}
+              for i in range(50)}
+    data = document.serialize(spokes, {"start": 20000, "end": 20999}, "2025-01-01T00:00:00Z")
+    parsed = document.parse(data, "mem")
+    assert parsed.spokes == spokes and parsed.range == {"start": 20000, "end": 20999} and parsed.version == 2
     # one spoke per line keeps diffs of the file small
     assert data.count(b"\n") == 50 + 7
 
@@ -469,7 +476,7 @@ def test_lock_timeout_names_the_lock_file(registry):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         started = time.monotonic()
-        with pytest.raises(pr.PortRegistryError, match="registry lock .*ports.json.lock"):
+        with pytest.raises(RuleError, match="registry lock .*ports.json.lock"):
             run(registry, names("a"), lock_timeout=0.3)
         assert time.monotonic() - started < 5
         assert not registry.exists()
@@ -487,7 +494,7 @@ def test_failed_rename_leaves_old_registry_whole(registry, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(pr.os, "replace", failing_replace)
+    monkeypatch.setattr(_fs.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
         run(registry, names("a", "b", "c"))
     assert snapshot(registry) == before
@@ -505,8 +512,8 @@ def _die_before_the_rename(path):
             os.kill(os.getpid(), signal.SIGKILL)
         return real_replace(src, dst)
 
-    pr.os.replace = killing_replace
-    pr.allocate_ports(path=path, spokes=names("a", "b", "c"), listening_ports=set(), prune=True)
+    _fs.os.replace = killing_replace
+    allocate_ports(path=path, spokes=names("a", "b", "c"), listening_ports=set(), prune=True)
 
 
 def test_killed_between_temp_file_and_rename_leaves_old_registry_whole(registry):
@@ -542,7 +549,7 @@ def _allocate_in_rounds(path, worker, barrier, results):
     try:
         for round_no in range(ROUNDS):
             mine.extend(f"w{worker}-r{round_no}-s{i}" for i in range(SPOKES_PER_ROUND))
-            result = pr.allocate_ports(
+            result = allocate_ports(
                 path=path, spokes=names(*mine), range_start=20000, range_end=20999, prune=False,
                 listening_ports=set(),
             )

@@ -15,14 +15,15 @@ import shutil
 import stat
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _port_registry as pr
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _spoke_registry as sr
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import authorized_keys, document, transaction
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry.transaction import sync_registry
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._rules import RuleError
 
-Error = pr.PortRegistryError
+Error = RuleError
 
 
 def make_key(seed, key_type="ssh-ed25519", comment="revtunnel@spoke"):
@@ -48,8 +49,8 @@ def sync(paths, spokes=None, prune=True, start=10000, end=10999, **kwargs):
     registry, keys = paths
     kwargs.setdefault("listening_ports", set())
     kwargs.setdefault("authorized_keys", str(keys))
-    return sr.sync_registry(path=str(registry), spokes=spokes, range_start=start, range_end=end, prune=prune,
-                            **kwargs)
+    return sync_registry(path=str(registry), spokes=spokes, range_start=start, range_end=end, prune=prune,
+                         **kwargs)
 
 
 def snapshot(*files):
@@ -89,8 +90,9 @@ OLD_AUTHORIZED_KEYS = (
 def write_v1(paths, ports):
     registry, keys = paths
     registry.parent.mkdir(parents=True, exist_ok=True)
-    # the serializer that wrote every registry before version 2
-    registry.write_bytes(pr.serialize_registry(ports, 10000, 10999, "2025-01-01T00:00:00Z"))
+    # a registry as every collection version before 1.0.0 wrote it
+    registry.write_text(json.dumps({"version": 1, "range": {"start": 10000, "end": 10999},
+                                    "updated": "2025-01-01T00:00:00Z", "ports": ports}, indent=2))
     keys.parent.mkdir(parents=True, exist_ok=True)
     keys.write_text(OLD_AUTHORIZED_KEYS)
 
@@ -125,7 +127,7 @@ def test_v1_registry_migrates_without_moving_a_port_and_imports_missing_keys(pat
     assert [line.rsplit(" ", 1)[1] for line in lines] == ["lab-pc-1", "lab-pc-2", "lab-pc-4"]
     assert f'permitlisten="localhost:10001",permitlisten="localhost:10003",permitopen="127.0.0.1:1" {bare(KEY_B)}' \
         in lines[1]
-    assert keys.read_text().startswith(sr.GENERATED_MARK)
+    assert keys.read_text().startswith(authorized_keys.GENERATED_MARK)
 
     # the next run changes nothing, and never imports again
     before = snapshot(registry, keys)
@@ -168,7 +170,7 @@ def test_import_skips_a_key_that_another_spoke_holds(paths):
 def test_a_generated_authorized_keys_is_never_a_source_of_keys(paths):
     registry, keys = paths
     sync(paths, [{"name": "a"}])
-    keys.write_text(f"{sr.GENERATED_MARK} by hand\nrestrict {bare(KEY_A)} a\n")
+    keys.write_text(f"{authorized_keys.GENERATED_MARK} by hand\nrestrict {bare(KEY_A)} a\n")
     result = sync(paths, [{"name": "a"}])
     assert result.imported == [] and result.spokes["a"]["keys"] == []
     assert result.authorized_keys_changed  # the hand edit is overwritten
@@ -178,7 +180,7 @@ def test_a_generated_authorized_keys_is_never_a_source_of_keys(paths):
 def test_registry_written_by_port_allocation_still_gets_the_old_keys(paths):
     registry, keys = paths
     write_v1(paths, V1_PORTS)
-    pr.allocate_ports(path=str(registry), spokes=[{"name": n} for n in V1_PORTS], listening_ports=set())
+    transaction.allocate_ports(path=str(registry), spokes=[{"name": n} for n in V1_PORTS], listening_ports=set())
     assert json.loads(registry.read_text())["version"] == 2
     result = sync(paths, [{"name": n} for n in V1_PORTS])
     assert result.imported == ["lab-pc-1", "lab-pc-2"]
@@ -187,10 +189,10 @@ def test_registry_written_by_port_allocation_still_gets_the_old_keys(paths):
 def test_port_allocation_keeps_the_keys_and_patterns_of_a_v2_registry(paths):
     registry, _keys = paths
     sync(paths, [{"name": "a", "key": KEY_A, "key_from": ["192.0.2.0/24"]}, {"name": "b", "key": KEY_B}])
-    result = pr.allocate_ports(path=str(registry), spokes=[{"name": "a", "forwards": ["ssh", "rdp"]},
-                                                           {"name": "b"}], listening_ports=set(), prune=True)
+    listed = [{"name": "a", "forwards": ["ssh", "rdp"]}, {"name": "b"}]
+    result = transaction.allocate_ports(path=str(registry), spokes=listed, listening_ports=set(), prune=True)
     assert result.changed and result.added == ["a/rdp"]
-    spokes = sr.read_spokes(str(registry))
+    spokes = document.read_spokes(str(registry))
     assert spokes["a"] == {"ports": {"rdp": 10002, "ssh": 10000}, "keys": [bare(KEY_A)], "key_from": ["192.0.2.0/24"]}
     assert spokes["b"]["keys"] == [bare(KEY_B)]
 
@@ -200,13 +202,13 @@ def test_port_allocation_keeps_the_keys_and_patterns_of_a_v2_registry(paths):
 
 def test_sync_replaces_keys_and_omitted_keys_are_kept(paths):
     first = sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
-    assert first.keys_added == sorted(f"{n} {sr.key_fingerprint(k)}" for n, k in (("a", KEY_A), ("b", KEY_B)))
+    assert first.keys_added == sorted(f"{n} {document.key_fingerprint(k)}" for n, k in (("a", KEY_A), ("b", KEY_B)))
     # b cannot be reached this run: no key given (or an empty one), it keeps its key
     second = sync(paths, [{"name": "a", "key": KEY_C}, {"name": "b", "key": ""}])
     assert second.spokes["a"]["keys"] == [bare(KEY_C)]
     assert second.spokes["b"]["keys"] == [bare(KEY_B)]
-    assert second.keys_added == [f"a {sr.key_fingerprint(KEY_C)}"]
-    assert second.keys_removed == [f"a {sr.key_fingerprint(KEY_A)}"]
+    assert second.keys_added == [f"a {document.key_fingerprint(KEY_C)}"]
+    assert second.keys_removed == [f"a {document.key_fingerprint(KEY_A)}"]
     assert second.ports == first.ports
 
 
@@ -215,16 +217,16 @@ def test_trust_adds_forget_removes_a_full_rotation(paths):
     sync(paths, [{"name": "a", "key": KEY_A}])
     step1 = sync(paths, trust=[{"name": "a", "key": KEY_B}])
     assert step1.spokes["a"]["keys"] == [bare(KEY_A), bare(KEY_B)]
-    assert step1.keys_added == [f"a {sr.key_fingerprint(KEY_B)}"]
+    assert step1.keys_added == [f"a {document.key_fingerprint(KEY_B)}"]
     assert [line.split()[-2] for line in key_lines(keys)] == [bare(KEY_A).split()[1], bare(KEY_B).split()[1]]
     assert not sync(paths, trust=[{"name": "a", "key": KEY_B}]).changed  # trusting twice is a no-op
     step2 = sync(paths, forget=[{"name": "a", "key": KEY_A}])
     assert step2.spokes["a"]["keys"] == [bare(KEY_B)]
-    assert step2.keys_removed == [f"a {sr.key_fingerprint(KEY_A)}"]
+    assert step2.keys_removed == [f"a {document.key_fingerprint(KEY_A)}"]
     assert len(key_lines(keys)) == 1
     assert not sync(paths, forget=[{"name": "a", "key": KEY_A}]).changed  # already forgotten
     # trust and forget alone never allocate: the range given is not even looked at
-    assert sr.read_spokes(str(registry))["a"]["ports"] == {"ssh": 10000}
+    assert document.read_spokes(str(registry))["a"]["ports"] == {"ssh": 10000}
 
 
 def test_trust_and_forget_in_one_run_swap_the_only_key(paths):
@@ -270,7 +272,7 @@ def test_prune_drops_keys_too(paths):
     sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
     result = sync(paths, [{"name": "a"}])
     assert result.released == ["b/ssh"]
-    assert result.keys_removed == [f"b {sr.key_fingerprint(KEY_B)}"]
+    assert result.keys_removed == [f"b {document.key_fingerprint(KEY_B)}"]
     assert "b" not in result.spokes
     assert [line.rsplit(" ", 1)[1] for line in key_lines(keys)] == ["a"]
 
@@ -309,7 +311,7 @@ def test_authorized_keys_lines_ports_and_from(paths):
         {"name": "c"},  # no key yet: no line
     ])
     text = keys.read_text()
-    assert text.splitlines()[0].startswith(sr.GENERATED_MARK) and "do not edit" in text.splitlines()[0]
+    assert text.splitlines()[0].startswith(authorized_keys.GENERATED_MARK) and "do not edit" in text.splitlines()[0]
     assert key_lines(keys) == [
         f'restrict,port-forwarding,permitlisten="localhost:10000",permitopen="127.0.0.1:1" {bare(KEY_A)} a',
         # forwards in name order: rdp, ssh, web
@@ -412,7 +414,7 @@ def test_hostile_input_is_refused_before_writing(paths, spoke, expected):
         ({"start": 10000, "end": 10000}, "widen the range (revtunnel_port_range_start, revtunnel_port_range_end)"),
         ({"trust": [{"name": "a b", "key": KEY_A}]}, "trust #1 name 'a b'"),
         ({"forget": [{"name": "a", "key": "nope"}]}, "forget for spoke a"),
-        ({"trust": [{"name": "a"}]}, "give the spoke's OpenSSH public key line"),
+        ({"trust": [{"name": "a"}]}, "give the OpenSSH public key line"),
     ],
 )
 def test_bad_ranges_and_changes_name_the_variable(paths, kwargs, expected):
@@ -470,7 +472,7 @@ def test_crash_at_rename_leaves_both_files_whole(paths, monkeypatch):
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pr.os, "replace", failing_replace)
+    monkeypatch.setattr(_fs.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
         sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
     monkeypatch.undo()
@@ -488,11 +490,11 @@ def test_crash_between_the_two_files_heals_on_the_next_run(paths, monkeypatch):
             raise OSError(5, "Input/output error")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(pr.os, "replace", failing_replace)
+    monkeypatch.setattr(_fs.os, "replace", failing_replace)
     with pytest.raises(OSError):
         sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
     monkeypatch.undo()
-    assert "b" in sr.read_spokes(str(registry)) and len(key_lines(keys)) == 1
+    assert "b" in document.read_spokes(str(registry)) and len(key_lines(keys)) == 1
     result = sync(paths, [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}])
     assert result.authorized_keys_changed and not result.registry_changed
     assert len(key_lines(keys)) == 2
@@ -508,7 +510,7 @@ def _add_own_spokes(registry, keys, worker, barrier, results):
         mine = []
         for round_no in range(3):
             mine.extend(f"w{worker}-r{round_no}-s{i}" for i in range(3))
-            result = sr.sync_registry(
+            result = sync_registry(
                 path=registry, authorized_keys=keys, spokes=[{"name": n, "key": make_key(n)} for n in mine],
                 range_start=20000, range_end=20999, prune=False, listening_ports=set(),
             )
@@ -534,7 +536,7 @@ def test_concurrent_writers_lose_nothing(paths):
     for child in children:
         child.join(30)
         assert child.exitcode == 0
-    spokes = sr.read_spokes(str(registry))
+    spokes = document.read_spokes(str(registry))
     assert len(spokes) == WORKERS * 9
     assert {name: entry["ports"] for name, entry in spokes.items()} == seen
     assert all(entry["keys"] == [bare(make_key(name))] for name, entry in spokes.items())
@@ -542,20 +544,6 @@ def test_concurrent_writers_lose_nothing(paths):
     assert sorted(line.rsplit(" ", 1)[1] for line in lines) == sorted(spokes)
     ports = [entry["ports"]["ssh"] for entry in spokes.values()]
     assert len(set(ports)) == len(ports)
-
-
-def test_reader_copy_works_without_port_registry(tmp_path, paths):
-    """The hub installs _spoke_registry.py alone into /usr/local/lib/revtunnel."""
-    registry, _keys = paths
-    sync(paths, [{"name": "a", "key": KEY_A}])
-    shutil.copy(sr.__file__, tmp_path / "_spoke_registry.py")
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import _spoke_registry as s; "
-        "spokes = s.read_spokes(sys.argv[2]); print(s.fingerprints(spokes)[s.key_fingerprint(spokes['a']['keys'][0])])"
-    )
-    proc = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path), str(registry)],
-                          capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == "a"
 
 
 def test_five_thousand_spokes_is_fast(paths):
@@ -573,22 +561,22 @@ def test_trust_with_the_current_key_drops_the_next_key_of_a_rotation_cut_short(t
     """A rotation stopped after the key swap left [old, new]; the spoke holds new; the next rotation goes on."""
     path = str(tmp_path / "ports.json")
     old, new, newer = (bare(make_key(seed)) for seed in ("old", "new", "newer"))
-    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
-    sr.sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
-    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
+    sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
+    assert sorted(document.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
     with pytest.raises(Error, match="at most 2"):
-        sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer}], listening_ports=set())
-    sr.sync_registry(path, trust=[{"name": "pc-1", "key": newer, "current": new}], listening_ports=set())
-    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([new, newer])
+        sync_registry(path, trust=[{"name": "pc-1", "key": newer}], listening_ports=set())
+    sync_registry(path, trust=[{"name": "pc-1", "key": newer, "current": new}], listening_ports=set())
+    assert sorted(document.read_spokes(path)["pc-1"]["keys"]) == sorted([new, newer])
 
 
 def test_a_sync_keeps_the_pair_of_a_rotation_under_way_and_replaces_a_key_that_really_changed(tmp_path):
     """site.yml that read the spoke's key just before a rotation trusted the next one must not drop it."""
     path = str(tmp_path / "ports.json")
     old, new, other = (bare(make_key(seed)) for seed in ("r-old", "r-new", "r-other"))
-    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
-    sr.sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
-    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
-    assert sorted(sr.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
-    sr.sync_registry(path, spokes=[{"name": "pc-1", "key": other}], listening_ports=set())
-    assert sr.read_spokes(path)["pc-1"]["keys"] == [other]
+    sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    sync_registry(path, trust=[{"name": "pc-1", "key": new}], listening_ports=set())
+    sync_registry(path, spokes=[{"name": "pc-1", "key": old}], listening_ports=set())
+    assert sorted(document.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
+    sync_registry(path, spokes=[{"name": "pc-1", "key": other}], listening_ports=set())
+    assert document.read_spokes(path)["pc-1"]["keys"] == [other]

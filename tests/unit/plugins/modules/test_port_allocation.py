@@ -90,7 +90,7 @@ def test_string_port_is_converted_by_the_argument_spec(run_module, registry):
         ({"range_start": 40999, "range_end": 40000}, "range_start (40999) is greater than range_end (40000)"),
         ({"range_start": 100}, "outside 1024-65535"),
         ({"spokes": [{"name": "a"}, {"name": "a"}]}, "'a' is listed twice"),
-        ({"spokes": [{"name": ""}]}, "empty name"),
+        ({"spokes": [{"name": ""}]}, "name '' cannot name a spoke"),
         ({"spokes": [{"name": "a", "forwards": ["Web"]}]}, "bad forward name 'Web'"),
         ({"spokes": [{"name": "a", "port": 40001}, {"name": "b", "port": 40001}]}, "pinned for both a and b"),
         ({"range_end": 40001, "spokes": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}, "is too small"),

@@ -184,6 +184,7 @@ def test_documentation_matches_the_argument_spec():
     seen = _argument_spec()
     assert seen["supports_check_mode"] is True
     assert documentation["module"] == "spoke_registry"
+    # records_dir and hub are read by the action plugin (plugins/action/spoke_registry.py), and listed here too
     _compare(documentation["options"], seen["argument_spec"], "options")
     assert {"check_mode", "diff_mode", "safe_file_operations", "platform"} <= set(documentation["attributes"])
     # idempotent (and the platform's posix) come from the collection's own fragment

@@ -1,26 +1,19 @@
 """The hub's revtunnel-status command against real sockets on loopback."""
 
 import contextlib
-import importlib.machinery
-import importlib.util
 import json
+import os
+import shutil
 import socket
-import sys
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[4]
-SCRIPT = ROOT / "roles" / "hub" / "files" / "revtunnel-status"
-# On the hub these live in /usr/local/lib/revtunnel; here they come from the checkout.
-for _lib in (ROOT / "plugins" / "module_utils", ROOT / "roles" / "hub" / "files"):
-    if str(_lib) not in sys.path:
-        sys.path.insert(0, str(_lib))
-_loader = importlib.machinery.SourceFileLoader("revtunnel_status", str(SCRIPT))
-status = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_status", _loader))
-_loader.exec_module(status)
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import journal, metrics, status
 
 
 class Server:
@@ -106,8 +99,8 @@ def free_port():
 
 def test_ssh_forward_is_up_only_with_an_ssh_banner(servers):
     up, silent, closing = servers("banner"), servers("silent"), servers("close")
-    rows = status.check(spokes({"a": {"ssh": up.port}, "b": {"ssh": silent.port}, "c": {"ssh": closing.port}}),
-                        timeout=0.5)
+    rows = _probe.check_all(spokes({"a": {"ssh": up.port}, "b": {"ssh": silent.port}, "c": {"ssh": closing.port}}),
+                            timeout=0.5)
     assert [(r["spoke"], r["up"]) for r in rows] == [("a", True), ("b", False), ("c", False)]
     assert rows[0]["detail"].startswith("SSH-2.0-OpenSSH")
 
@@ -115,20 +108,20 @@ def test_ssh_forward_is_up_only_with_an_ssh_banner(servers):
 def test_bound_but_dead_port_is_down(servers):
     # The hub's sshd accepts on a live tunnel and closes at once when the spoke's side refuses.
     closing = servers("close")
-    rows = status.check(spokes({"a": {"ssh": closing.port, "rdp": closing.port}}), timeout=0.5)
+    rows = _probe.check_all(spokes({"a": {"ssh": closing.port, "rdp": closing.port}}), timeout=0.5)
     assert all(not r["up"] for r in rows)
     assert "leads nowhere" in [r for r in rows if r["forward"] == "rdp"][0]["detail"]
 
 
 def test_unbound_port_is_down_with_the_reason():
-    rows = status.check(spokes({"a": {"ssh": free_port()}}), timeout=0.5)
+    rows = _probe.check_all(spokes({"a": {"ssh": free_port()}}), timeout=0.5)
     assert rows[0]["up"] is False
     assert "refused" in rows[0]["detail"].lower()
 
 
 def test_other_forwards_are_up_when_held_open_or_answering(servers):
     silent, http = servers("silent"), servers("http")
-    rows = status.check(spokes({"a": {"rdp": silent.port, "web": http.port}}), timeout=0.5)
+    rows = _probe.check_all(spokes({"a": {"rdp": silent.port, "web": http.port}}), timeout=0.5)
     assert all(r["up"] for r in rows)
 
 
@@ -145,9 +138,38 @@ def test_cli_prints_json_and_exits_nonzero_when_a_tunnel_is_down(servers, tmp_pa
     assert table[1].split()[:4] == ["a", "ssh", str(up.port), "up"]
 
 
-def test_cli_reports_an_unreadable_registry(tmp_path, capsys):
+def test_cli_reports_a_missing_registry_and_says_where_to_run_it(tmp_path, capsys):
     assert status.main(["--registry", str(tmp_path / "missing.json")]) == 2
-    assert "cannot read the registry" in capsys.readouterr().err
+    assert "there is no registry at" in capsys.readouterr().err
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every account may enter (pytest's own are root's alone), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="revtunnel-status-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_an_account_that_may_not_read_the_registry_is_told_to_run_as_root(open_dir, hub_zipapp):
+    # The real command, with the hub's system Python, as an account that may not read the registry: as root the
+    # registry is root's with mode 0640 and the command runs as nobody; as another account it is mode 0000.
+    registry = open_dir / "ports.json"
+    registry.write_text(json.dumps({"version": 2, "spokes": {}}))
+    zipapp = open_dir / "revtunnel.pyz"
+    zipapp.write_bytes(Path(hub_zipapp).read_bytes())
+    zipapp.chmod(0o755)
+    command = ["/usr/bin/python3", "-I", str(zipapp), "status", "--registry", str(registry)]
+    if os.geteuid() == 0:
+        registry.chmod(0o640)
+        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+    else:
+        registry.chmod(0o000)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, proc
+    assert f"permission denied reading {registry}: run it as root (sudo), or as a member of the group" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_cli_reads_a_version_2_registry(servers, tmp_path, capsys):
@@ -182,7 +204,7 @@ def test_history_output_has_no_control_bytes_either(tmp_path, capsys, monkeypatc
     entries = [{"__REALTIME_TIMESTAMP": str(int((now - 60) * 1e6)), "_SYSTEMD_UNIT": "revtunnel-metrics.service",
                 "SYSLOG_IDENTIFIER": "revtunnel-metrics",
                 "MESSAGE": "revtunnel: a/ssh down (not an SSH banner: \x1b[2Jx)"}]
-    monkeypatch.setattr(status, "journal_entries", lambda *a, **k: entries)
+    monkeypatch.setattr(journal, "entries", lambda *a, **k: entries)
     registry = tmp_path / "ports.json"
     registry.write_text(json.dumps({"version": 1, "ports": {"a": {"ssh": 1}}}))
     for mode in ([], ["--json"]):
@@ -195,7 +217,7 @@ def test_a_trickling_port_is_down_within_one_deadline(servers):
     # The finding: one byte every 2.5 s and no newline kept --timeout 3 busy for 60 s.
     slow = servers("trickle")
     start = time.monotonic()
-    rows = status.check(spokes({"a": {"ssh": slow.port}}), timeout=3)
+    rows = _probe.check_all(spokes({"a": {"ssh": slow.port}}), timeout=3)
     assert time.monotonic() - start < 4
     assert rows[0]["up"] is False
 
@@ -218,7 +240,8 @@ def test_many_spokes_take_about_one_timeout_not_one_each(tmp_path):
     silent = [Server("silent") for _unused in range(40)]
     try:
         start = time.monotonic()
-        rows = status.check(spokes({f"s{i}": {"ssh": s.port} for i, s in enumerate(silent)}), timeout=0.5, workers=32)
+        rows = _probe.check_all(spokes({f"s{i}": {"ssh": s.port} for i, s in enumerate(silent)}), timeout=0.5,
+                                workers=32)
         assert time.monotonic() - start < 2.5
         assert len(rows) == 40 and not any(r["up"] for r in rows)
     finally:
@@ -230,29 +253,30 @@ def test_record_writes_metrics_state_and_logs_transitions(servers, tmp_path, cap
     up = servers("banner")
     registry, state, prom = tmp_path / "ports.json", tmp_path / "state.json", tmp_path / "tf" / "revtunnel.prom"
     registry.write_text(json.dumps({"version": 1, "ports": {"a": {"ssh": up.port}}}))
-    args = ["--registry", str(registry), "--state", str(state), "--prometheus", "--record", "--hub", "hub-1",
+    args = ["--registry", str(registry), "--state", str(state), "--record", "--hub", "hub-1",
             "--timeout", "0.5", "--output", str(prom)]
     # No textfile directory yet: skipped quietly with --if-dir-exists, the state is still kept.
-    assert status.main([*args, "--if-dir-exists"]) == 0
+    assert metrics.main([*args, "--if-dir-exists"]) == 0
     assert not prom.exists()
     assert "revtunnel: a/ssh up (first seen)" in capsys.readouterr().err
     first = json.loads(state.read_text())["tunnels"]["a"]["ssh"]
     prom.parent.mkdir()
-    assert status.main(args) == 0
+    assert metrics.main(args) == 0
     assert capsys.readouterr().err == ""  # no change, no line
     text = prom.read_text()
     assert 'revtunnel_tunnel_up{hub="hub-1",spoke="a",forward="ssh"} 1' in text
     assert f'revtunnel_tunnel_last_change_timestamp_seconds{{hub="hub-1",spoke="a",forward="ssh"}} ' \
            f'{first["since"]:.3f}' in text
     up.close()
-    assert status.main(args) == 0
+    assert metrics.main(args) == 0
     assert "revtunnel: a/ssh down (" in capsys.readouterr().err
     assert 'revtunnel_tunnel_up{hub="hub-1",spoke="a",forward="ssh"} 0' in prom.read_text()
     assert json.loads(state.read_text())["tunnels"]["a"]["ssh"]["since"] > first["since"]
     assert [p.name for p in prom.parent.iterdir()] == ["revtunnel.prom"]
 
 
-def test_options_that_do_not_go_together_are_refused(tmp_path):
+def test_the_recorders_options_are_not_the_status_commands(tmp_path):
+    # The status CLI and the metrics recorder are separate entry points: the recorder's options are refused here.
     for argv in (["--output", "x"], ["--record"], ["--prometheus", "--record", "--spoke", "a"], ["--since", "soon"]):
         with pytest.raises(SystemExit) as exc:
             status.main(["--registry", str(tmp_path / "r.json"), *argv])
@@ -268,16 +292,16 @@ def test_a_cursor_journalctl_refuses_restarts_counting_at_the_newest_line(tmp_pa
             return None
         return [{"__CURSOR": "newest", "_SYSTEMD_UNIT": "revtunnel-reaper.service", "MESSAGE": "x replaces y"}]
 
-    monkeypatch.setattr(status, "journal_entries", fake_journal)
+    monkeypatch.setattr(journal, "entries", fake_journal)
     registry, state = tmp_path / "ports.json", tmp_path / "state.json"
     registry.write_text(json.dumps({"version": 1, "ports": {}}))
     state.write_text(json.dumps({"version": 1, "tunnels": {},
                                  "reaper": {"cursor": "gone", "replaced": {"unknown": 4}, "second_address": {}}}))
-    args = ["--registry", str(registry), "--state", str(state), "--prometheus", "--record"]
-    assert status.main(args) == 0
+    args = ["--registry", str(registry), "--state", str(state), "--record"]
+    assert metrics.main(args) == 0
     assert calls == [("gone", None), (None, 1)]
     kept = json.loads(state.read_text())["reaper"]
     assert kept == {"cursor": "newest", "replaced": {"unknown": 4}, "second_address": {}}  # nothing recounted
-    assert status.main(args) == 0
+    assert metrics.main(args) == 0
     assert json.loads(state.read_text())["reaper"]["replaced"] == {"unknown": 5}
     assert 'revtunnel_tunnel_sessions_replaced_total{hub=' in capsys.readouterr().out

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import socket
@@ -15,22 +13,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import reaper
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 
-ROOT = Path(__file__).resolve().parents[4]
-FILES = ROOT / "roles" / "hub" / "files"
-LIB = ROOT / "plugins" / "module_utils"
-sys.path.insert(0, str(LIB))
-_spec = importlib.util.spec_from_file_location("revtunnel_reaper", FILES / "revtunnel_reaper.py")
-reaper = importlib.util.module_from_spec(_spec)
-sys.modules["revtunnel_reaper"] = reaper
-_spec.loader.exec_module(reaper)
-_loader = importlib.machinery.SourceFileLoader("revtunnel_reaper_script", str(FILES / "revtunnel-reaper"))
-script = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_reaper_script", _loader))
-_loader.exec_module(script)
-import _spoke_registry  # noqa: E402 - the copy the hub installs beside the reaper
+# The daemon and the decisions live in one module now.
+script = reaper
 
 FP_A = "SHA256:WhNFE1EoUD8F0kHSCdtIUPkMWFnaeDWO4XPHDgsHKrI"
 FP_B = "SHA256:9Vo86ajRB+Xv8Wpg1KukUp2Bftjr+6SmQTUztZ2Ck7g"
@@ -170,7 +160,7 @@ def test_proc_helpers_read_start_time_and_monitor_title(tmp_path):
     (tmp_path / "42" / "stat").write_text("42 (sshd: tunnel) [priv]) " + " ".join(fields))
     (tmp_path / "42" / "cmdline").write_bytes(b"sshd-session: tunnel [priv]\0")
     (tmp_path / "42" / "status").write_text("Name:\tsshd-session\nUid:\t0\t0\t0\t0\n")
-    proc = reaper.Proc(tmp_path)
+    proc = _procfs.Proc(tmp_path)
     assert proc.start_ticks(42) == 22
     assert proc.is_tunnel_monitor(42, "tunnel")
     assert not proc.is_tunnel_monitor(42, "admin")
@@ -179,12 +169,12 @@ def test_proc_helpers_read_start_time_and_monitor_title(tmp_path):
 
 
 def test_own_process_start_time_is_readable():
-    assert reaper.Proc().start_ticks(os.getpid()) is not None
+    assert _procfs.Proc().start_ticks(os.getpid()) is not None
 
 
-def test_script_runs_and_documents_itself():
-    env = dict(os.environ, REVTUNNEL_REAPER_LIB=str(FILES), PYTHONPATH=str(LIB))
-    out = subprocess.run([sys.executable, FILES / "revtunnel-reaper", "--help"], env=env, capture_output=True,
+def test_the_hubs_zipapp_runs_the_reaper_and_documents_it(hub_zipapp):
+    # -I: no PYTHONPATH, no user site, no current directory: the archive alone holds what the reaper imports
+    out = subprocess.run([sys.executable, "-I", hub_zipapp, "reaper", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--max-replacements" in out and "--idle-grace" in out
 
@@ -204,13 +194,13 @@ def test_journal_time_is_kept_and_a_pid_reused_since_is_not_that_session():
 
 def test_start_time_is_boot_time_plus_ticks(tmp_path):
     (tmp_path / "stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n")
-    assert reaper.Proc(tmp_path, hertz=100).started_at(250) == 1700000002.5
-    assert reaper.Proc(tmp_path).started_at(None) is None
-    assert reaper.Proc(tmp_path / "missing").started_at(1) is None
+    assert _procfs.Proc(tmp_path, hertz=100).started_at(250) == 1700000002.5
+    assert _procfs.Proc(tmp_path).started_at(None) is None
+    assert _procfs.Proc(tmp_path / "missing").started_at(1) is None
 
 
 def test_own_process_started_in_the_past():
-    proc = reaper.Proc(hertz=os.sysconf("SC_CLK_TCK"))
+    proc = _procfs.Proc(hertz=os.sysconf("SC_CLK_TCK"))
     assert proc.started_at(proc.start_ticks(os.getpid())) <= time.time()
 
 
@@ -248,7 +238,7 @@ class FakeProc:
         (self.root / "net" / "tcp").write_text("  sl  local_address ...\n" + "\n".join(self.listening) + "\n")
 
     def proc(self):
-        return reaper.Proc(self.root, hertz=HZ)
+        return _procfs.Proc(self.root, hertz=HZ)
 
 
 def line(pid, fp, addr="10.0.0.1", at=BTIME + 50.5, **fields):
@@ -264,11 +254,11 @@ def fake(tmp_path):
 @pytest.fixture
 def keys():
     spokes = {"lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]}}
-    return reaper.trusted_keys(spokes, _spoke_registry.fingerprints(spokes))
+    return reaper.trusted_keys(spokes, document.fingerprints(spokes))
 
 
-FP_KEY_A = _spoke_registry.key_fingerprint(KEY_A)
-FP_KEY_B = _spoke_registry.key_fingerprint(KEY_B)
+FP_KEY_A = document.key_fingerprint(KEY_A)
+FP_KEY_B = document.key_fingerprint(KEY_B)
 
 
 @pytest.mark.parametrize("fields", [
@@ -324,7 +314,7 @@ def test_without_keys_in_the_registry_the_authorized_keys_file_is_trusted():
     text = ("# managed\n"
             f'restrict,port-forwarding,permitlisten="localhost:10000",permitopen="127.0.0.1:1" {KEY_A} lab-pc-1\n'
             f'restrict,port-forwarding,permitlisten="localhost:10007",permitopen="127.0.0.1:1" {KEY_B} gone-pc\n')
-    found = reaper.trusted_keys(spokes, {}, text, _spoke_registry.key_fingerprint)
+    found = reaper.trusted_keys(spokes, {}, text)
     assert found[FP_KEY_A] == reaper.Spoke("lab-pc-1", {"ssh": 10000})
     assert found[FP_KEY_B] == reaper.Spoke("gone-pc", {"port0": 10007})
 

@@ -6,20 +6,14 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import socket
 import sys
 import threading
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "spoke" / "files" / "revtunnel-watch"
-_loader = importlib.machinery.SourceFileLoader("revtunnel_watch", str(SCRIPT))
-watch = importlib.util.module_from_spec(importlib.util.spec_from_loader("revtunnel_watch", _loader))
-_loader.exec_module(watch)
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import watch
 
 HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode")
 # ssh's connection to the hub, healthy (keep-alive timer only), then with 0x208 bytes waiting on a retransmission.
@@ -33,28 +27,35 @@ V6 = ("   0: 0000000000000000FFFF00000C2AD50A:A9B4 0000000000000000FFFF00000A2AD
       "01:00000010 00000000   997        0 99 1 0000000000000000 20 4 0 10 -1")
 
 
+def parse(line):
+    """The one /proc parser (_procfs) on one line under the header."""
+    rows = _procfs.parse_tcp(HEADER + "\n" + line)
+    return rows[0] if rows else None
+
+
 def sample(unacked, timer=1, when=1.0, probes=0):
-    return watch.Sock(("10.213.42.12", 43444), ("10.213.42.10", 22), "01", unacked, timer, when, 0, probes, 1)
+    return _procfs.TcpSocket(port=43444, state="01", uid=997, inode="1", local="0C2AD50A", remote="0A2AD50A:0016",
+                             unacked=unacked, timer=timer, when=when, probes=probes)
 
 
 def test_parse_reads_addresses_queue_and_timer():
-    assert watch.parse(HEADER) is None
-    row = watch.parse(STALLED)
-    assert (row.local, row.remote, row.state) == (("10.213.42.12", 43444), ("10.213.42.10", 22), "01")
-    assert (row.unacked, row.timer, row.retransmits, row.inode) == (0x208, 1, 7, 228149)
+    assert _procfs.parse_tcp(HEADER) == []
+    row = parse(STALLED)
+    assert (row.local_address, row.remote_address, row.state) == (("10.213.42.12", 43444), ("10.213.42.10", 22), "01")
+    assert (row.unacked, row.timer, row.retransmits, row.inode, row.uid) == (0x208, 1, 7, "228149", 997)
     assert row.when == pytest.approx(26.39)
-    assert watch.parse(PROBING).probes == 1
-    assert watch.parse(V6).local == ("10.213.42.12", 43444)
+    assert parse(PROBING).probes == 1
+    assert parse(V6).local_address == ("10.213.42.12", 43444)
 
 
 def test_progress_is_an_acknowledgement_or_an_answered_window_probe():
-    idle, stalled = watch.parse(IDLE), watch.parse(STALLED)
-    assert idle.progressed(stalled)
-    assert not stalled.progressed(None)
-    assert not stalled.progressed(sample(0x100))  # the queue only grew: keep-alives nobody acknowledged
-    assert sample(0x100).progressed(stalled)  # it shrank: the hub acknowledged some
-    assert sample(0x100, timer=4, probes=0).progressed(None)  # a zero window the hub keeps answering
-    assert not watch.parse(PROBING).progressed(None)
+    idle, stalled = parse(IDLE), parse(STALLED)
+    assert watch.progressed(idle, stalled)
+    assert not watch.progressed(stalled, None)
+    assert not watch.progressed(stalled, sample(0x100))  # the queue only grew: keep-alives nobody acknowledged
+    assert watch.progressed(sample(0x100), stalled)  # it shrank: the hub acknowledged some
+    assert watch.progressed(sample(0x100, timer=4, probes=0), None)  # a zero window the hub keeps answering
+    assert not watch.progressed(parse(PROBING), None)
 
 
 def run(w, samples, answers=True, have_local=True):
@@ -129,8 +130,8 @@ def test_session_socket_finds_the_first_established_connection_of_a_process():
     accepted, _unused = server.accept()
     try:
         row = watch.session_socket(os.getpid())
-        assert row is not None and row.state == watch.ESTABLISHED
-        assert {row.local, row.remote} == {client.getsockname(), server.getsockname()}
+        assert row is not None and row.state == _procfs.TCP_ESTABLISHED
+        assert {row.local_address, row.remote_address} == {client.getsockname(), server.getsockname()}
     finally:
         client.close()
         accepted.close()

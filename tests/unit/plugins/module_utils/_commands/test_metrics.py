@@ -10,23 +10,15 @@ alert rules; these tests fail, not skip, without it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import metrics
 
-ROOT = Path(__file__).resolve().parents[4]
-FILES = ROOT / "roles" / "hub" / "files"
-_spec = importlib.util.spec_from_file_location("revtunnel_metrics", FILES / "revtunnel_metrics.py")
-metrics = importlib.util.module_from_spec(_spec)
-sys.modules["revtunnel_metrics"] = metrics
-_spec.loader.exec_module(metrics)
-
+ROOT = Path(__file__).resolve().parents[5]
 ALERTS = ROOT / "docs" / "prometheus" / "revtunnel-alerts.yml"
 FP_A = "SHA256:WhNFE1EoUD8F0kHSCdtIUPkMWFnaeDWO4XPHDgsHKrI"
 FP_B = "SHA256:9Vo86ajRB+Xv8Wpg1KukUp2Bftjr+6SmQTUztZ2Ck7g"
@@ -134,39 +126,6 @@ def test_promtool_accepts_the_alert_rules_and_their_tests():
     proc = subprocess.run([promtool(), "test", "rules", ALERTS.with_suffix(".test.yml").name],
                           cwd=ALERTS.parent, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_atomic_write_never_shows_a_partial_file(tmp_path):
-    target = tmp_path / "revtunnel.prom"
-    versions = {}
-    for i in range(200):
-        body = f"# version {i}\n" + "revtunnel_spokes{hub=\"h\"} %d\n" % i * (50 + (i * 37) % 400)
-        versions[body] = i
-    bodies = list(versions)
-    metrics.write_atomic(str(target), bodies[0])
-    done, seen, bad = threading.Event(), set(), []
-
-    def reader():
-        while not done.is_set():
-            text = target.read_text()
-            if text in versions:
-                seen.add(versions[text])
-            else:
-                bad.append(len(text))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for body in bodies:
-            metrics.write_atomic(str(target), body)
-    finally:
-        done.set()
-        thread.join()
-    assert bad == [], f"the reader saw {len(bad)} partial files"
-    assert len(seen) > 1
-    assert target.read_text() == bodies[-1]
-    assert [p.name for p in tmp_path.iterdir()] == ["revtunnel.prom"]  # no temp file left behind
-    assert target.stat().st_mode & 0o777 == 0o644
 
 
 # --- reaper counts -------------------------------------------------------------------------------------

@@ -2,26 +2,32 @@
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What revtunnel-status makes of its probes: metrics, the up/down state kept between runs, and history.
+"""revtunnel-metrics: the metrics timer's recorder, and what it makes of its probes.
 
-Pure Python with no I/O of its own except write_atomic(): the command ``revtunnel-status`` probes,
-reads the journal and the files, and hands them to these functions, so they are tested with plain pytest.
+Every interval the timer probes each tunnel (status.check), writes node_exporter textfile metrics atomically,
+keeps the up/down state between runs and logs each transition to the journal: that journal is the history
+``revtunnel-status --since`` reads. The functions below the entry point are pure and tested with plain pytest:
 
 - Prometheus text (node_exporter's textfile collector format) with HELP and TYPE lines.
 - A small state document ``{"version": 1, "tunnels": {spoke: {forward: {"up": bool, "since": unix s}}},
   "reaper": {"cursor": str, "replaced": {spoke: n}, "second_address": {spoke: n}}}`` that gives each
   tunnel its last change time and keeps the reaper's counters monotonic across journal rotation.
-- One journal line per up/down transition (``revtunnel: lab-pc-1/ssh down (no SSH banner)``), which is
-  the history that ``revtunnel-status --since`` reads back.
+- One journal line per up/down transition (``revtunnel: lab-pc-1/ssh down (no SSH banner)``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import argparse
 import json
 import os
 import re
-import tempfile
+import socket
+import sys
+import time
+
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs, _probe
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import common, journal, output
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 
 STATE_VERSION = 1
 
@@ -95,18 +101,6 @@ def transition_line(spoke, forward, up, detail, first=False):
     return f"<{5 if up else 4}>{text}"
 
 
-def _message(entry):
-    message = entry.get("MESSAGE")
-    if isinstance(message, list):  # journalctl's JSON gives non-UTF-8 messages as a list of bytes
-        message = bytes(message).decode("utf-8", "replace")
-    return message if isinstance(message, str) else ""
-
-
-def _timestamp(entry):
-    value = entry.get("__REALTIME_TIMESTAMP")
-    return int(value) / 1e6 if isinstance(value, str) and value.isdigit() else None
-
-
 # --- the reaper's counters ----------------------------------------------------------------------------
 
 def reaper_spoke(message, by_fingerprint, spokes):
@@ -124,7 +118,7 @@ def count_reaper(state, entries, by_fingerprint, spokes):
     """Add the reaper's journal entries (parsed JSON, oldest first) to the state's counters and cursor."""
     reaper = state["reaper"]
     for entry in entries:
-        message = _message(entry)
+        message = journal.message(entry)
         for counter, pattern in (("replaced", REAPER_REPLACED), ("second_address", REAPER_SECOND_ADDRESS)):
             if pattern.search(message):
                 spoke = reaper_spoke(message, by_fingerprint, spokes)
@@ -181,40 +175,14 @@ def render_prometheus(hub, rows, state, spoke_names):
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path, text, mode=0o644):
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new one, never a part.
-
-    The temp file lives in the same directory (rename is atomic only within a filesystem) and does not
-    end in .prom, so node_exporter never reads it half written.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 # --- history ------------------------------------------------------------------------------------------
 
 def parse_transitions(entries):
     """Transitions from the metrics unit's journal entries: [(time, spoke, forward, up, detail, first)]."""
     found = []
     for entry in entries:
-        when = _timestamp(entry)
-        match = TRANSITION.match(_message(entry))
+        when = journal.timestamp(entry)
+        match = TRANSITION.match(journal.message(entry))
         if when is None or not match:
             continue
         detail = match["detail"] or ""
@@ -312,3 +280,66 @@ def parse_duration(text):
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+
+
+DEFAULT_STATE = "/var/lib/revtunnel-metrics/state.json"
+REAPER_UNIT = "revtunnel-reaper.service"
+
+
+def read_state(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load_state(handle.read())
+    except OSError:
+        return empty_state()
+
+
+def prometheus(args, spokes, rows):
+    """The metrics text; with --record also save the state and log each transition to the journal."""
+    state = read_state(args.state)
+    transitions = update_tunnels(state, rows, time.time())
+    match = f"_SYSTEMD_UNIT={REAPER_UNIT}"
+    reaper = journal.entries(match, after_cursor=state["reaper"]["cursor"])
+    if reaper is None and state["reaper"]["cursor"]:
+        # journalctl refuses a cursor (journal gone or replaced): go on from its newest line, recounting nothing
+        newest = journal.entries(match, lines=1) or []
+        state["reaper"]["cursor"] = newest[-1].get("__CURSOR") if newest else None
+    count_reaper(state, journal.from_unit(reaper or [], REAPER_UNIT), document.fingerprints(spokes), spokes)
+    if args.record:
+        for transition in transitions:
+            output.say(transition_line(*transition), sys.stderr)
+        _fs.replace(args.state, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+    return render_prometheus(_probe.printable(args.hub), rows, state, sorted(spokes))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="revtunnel-metrics", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("--registry", default=document.DEFAULT_PATH, help="spoke registry (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per probe, in total (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=32, help="probes at once (default: %(default)s)")
+    parser.add_argument("--output", help="write the metrics to this file atomically (default: print them)")
+    parser.add_argument("--if-dir-exists", action="store_true",
+                        help="with --output: write only when the file's directory exists (no textfile collector yet)")
+    parser.add_argument("--hub", default=socket.gethostname(),
+                        help="the hub label of the metrics (default: %(default)s)")
+    parser.add_argument("--state", default=DEFAULT_STATE, help="up/down state between runs (default: %(default)s)")
+    parser.add_argument("--record", action="store_true", help="save the state and log each up/down transition")
+    args = parser.parse_args(argv)
+    spokes = common.read_registry(args.registry, "revtunnel-metrics")
+    if spokes is None:
+        return 2
+    rows = _probe.check_all(spokes, args.timeout, args.workers)
+    text = prometheus(args, spokes, rows)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0 if all(r["up"] for r in rows) else 1
+    if args.if_dir_exists and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        return 0
+    try:
+        # The temporary file does not end in .prom, so node_exporter never reads it half written.
+        _fs.replace(args.output, text.encode("utf-8"), 0o644)
+    except OSError as exc:
+        output.say(f"revtunnel-metrics: cannot write {args.output}: {exc}", sys.stderr)
+        return 2
+    # The metrics carry the tunnels' state: the timer's run fails only when it cannot write them.
+    return 0

@@ -1,16 +1,16 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Watchdog of one tunnel: end a silent session early only when it cannot come back.
+"""revtunnel-watch: the watchdog of one tunnel, on the spoke; it ends a silent session early only when it cannot
+come back.
 
 Started by the tunnel unit (ExecStartPost) once ssh has its forwards; runs in the unit's sandbox as the
 tunnel account and dies with the unit. Every second it reads the kernel's state of ssh's TCP connection
-to the hub (/proc/self/net/tcp*: data the hub has not acknowledged, retransmissions). A session that has
-been stalled for a few seconds is either behind a cut link (keep waiting: TCP resumes it, and ssh's own
-ServerAlive limit ends it after a long outage) or dead while the hub is fine (reconnect now). To tell
-them apart it opens a fresh connection to the hub's sshd and reads the banner:
+to the hub (_procfs: data the hub has not acknowledged, retransmissions). A session that has been stalled
+for a few seconds is either behind a cut link (keep waiting: TCP resumes it, and ssh's own ServerAlive
+limit ends it after a long outage) or dead while the hub is fine (reconnect now). To tell them apart it
+reads the banner of a fresh connection to the hub's sshd (_probe.probe_ssh):
 - no banner: the hub is unreachable, so is any new session: wait;
 - banner, and this host no longer has the session's local address: the session can never resume
   (the spoke moved, DHCP gave another address): end it now;
@@ -24,61 +24,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
 import sys
 import time
 
-# TCP_ESTABLISHED in /proc/net/tcp; timer kinds: 1 retransmission, 4 window probe (also after local drops).
-ESTABLISHED = "01"
-RETRANSMIT, PROBE0 = 1, 4
-USER_HZ = 100
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe, _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
+
+OWN_TCP = ("/proc/self/net/tcp", "/proc/self/net/tcp6")
 
 
-class Sock:
-    """One row of /proc/net/tcp or tcp6."""
+def progressed(sock, before):
+    """Whether the hub acknowledged something since the sample BEFORE (or answers window probes).
 
-    def __init__(self, local, remote, state, unacked, timer, when, retransmits, probes, inode):
-        self.local, self.remote, self.state = local, remote, state
-        self.unacked, self.timer, self.when, self.retransmits, self.probes, self.inode = (
-            unacked, timer, when, retransmits, probes, inode)
-
-    def progressed(self, before):
-        """Whether the hub acknowledged something since the sample BEFORE (or answers window probes).
-
-        ssh sends a keep-alive after a few seconds without a word from the hub, so a session whose hub hears
-        nothing has data waiting that only grows; a healthy busy one sees it shrink between samples.
-        """
-        if self.unacked == 0 or self.timer == PROBE0 and self.probes == 0:
-            return True
-        return before is not None and self.unacked < before.unacked
-
-
-def _address(text):
-    """'0C2AD50A:A9B4' (kernel byte order per 32-bit word) -> ('10.213.42.12', 43444)."""
-    host, port = text.split(":")
-    raw = bytes.fromhex(host)
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-    ip = ipaddress.ip_address(raw)
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return str(ip), int(port, 16)
-
-
-def parse(line):
-    """A Sock from one line of /proc/net/tcp*, or None for the header."""
-    f = line.split()
-    if len(f) < 10 or f[0] == "sl":
-        return None
-    unacked = int(f[4].split(":")[0], 16)
-    timer, when = f[5].split(":")
-    when = int(when, 16)
-    if when >= 1 << 31:  # printed as unsigned: an already expired timer
-        when = 0
-    return Sock(_address(f[1]), _address(f[2]), f[3], unacked, int(timer, 16), when / USER_HZ, int(f[6], 16),
-                int(f[8]), int(f[9]))
+    ssh sends a keep-alive after a few seconds without a word from the hub, so a session whose hub hears
+    nothing has data waiting that only grows; a healthy busy one sees it shrink between samples.
+    """
+    if sock.unacked == 0 or sock.timer == _procfs.TIMER_PROBE0 and sock.probes == 0:
+        return True
+    return before is not None and sock.unacked < before.unacked
 
 
 def socket_inodes(pid):
@@ -91,22 +57,13 @@ def socket_inodes(pid):
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.append(int(target[8:-1]))
+            inodes.append(target[8:-1])
     return inodes
 
 
-def session_socket(pid, tables=("/proc/self/net/tcp", "/proc/self/net/tcp6")):
+def session_socket(pid, tables=OWN_TCP):
     """ssh's connection to the hub, or None: its first TCP socket (the forwarded connections come later)."""
-    rows = {}
-    for table in tables:
-        try:
-            with open(table, encoding="ascii") as f:
-                for line in f:
-                    row = parse(line)
-                    if row and row.state == ESTABLISHED:
-                        rows[row.inode] = row
-        except OSError:
-            continue
+    rows = {sock.inode: sock for sock in _procfs.tcp_sockets(tables) if sock.state == _procfs.TCP_ESTABLISHED}
     for inode in socket_inodes(pid):
         if inode in rows:
             return rows[inode]
@@ -126,22 +83,7 @@ def have_address(ip):
 
 def hub_answers(host, port, timeout):
     """A fresh connection to the hub's sshd reads its banner within TIMEOUT s (one deadline in all)."""
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host, port), timeout) as s:
-            data = b""
-            while b"\n" not in data and len(data) < 256:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                s.settimeout(left)
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            return data.startswith(b"SSH-")
-    except OSError:
-        return False
+    return _probe.probe_ssh(port, timeout, host=host).up
 
 
 class Watch:
@@ -158,7 +100,7 @@ class Watch:
     def step(self, now, sock, probe, have_local):
         """One sample; returns (action, message): action is None, 'log' or 'end'."""
         before, self.before = self.before, sock
-        if sock is None or self.progress_at is None or sock.progressed(before):
+        if sock is None or self.progress_at is None or progressed(sock, before):
             resumed = self.deadline is not None
             self.progress_at, self.deadline, self.next_probe = now, None, 0.0
             return ("log", "the session resumed") if resumed else (None, "")
@@ -173,7 +115,7 @@ class Watch:
         self.next_probe = now + self.probe_every
         if not probe():
             return None, ""
-        local = sock.local[0]
+        local = sock.local_address[0]
         if not have_local(local):
             return "end", (f"the hub answers but this host no longer has the session's address {local}: "
                            "the session cannot resume, ending it")
@@ -184,7 +126,7 @@ class Watch:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="revtunnel-watch", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("--pid", type=int, required=True, help="the tunnel's ssh process")
     parser.add_argument("--silent-after", type=float, default=4.0,
                         help="seconds without an acknowledgement from the hub before asking it")
@@ -198,7 +140,7 @@ def main(argv=None):
     if not args.foreground and os.fork():
         return 0  # the unit's ExecStartPost returns; the watchdog stays in the unit's cgroup
     watch = Watch(args.silent_after, args.probe_every, args.resume_wait)
-    print(f"revtunnel-watch: watching ssh (pid {args.pid})", file=sys.stderr, flush=True)
+    output.say(f"revtunnel-watch: watching ssh (pid {args.pid})", sys.stderr)
     while True:
         try:
             sock = session_socket(args.pid)
@@ -206,19 +148,15 @@ def main(argv=None):
             return 0  # ssh is gone: the unit restarts, and a new watchdog with it
         action, message = watch.step(
             time.monotonic(), sock,
-            lambda s=sock: hub_answers(s.remote[0], s.remote[1], args.probe_timeout),
+            lambda s=sock: hub_answers(*s.remote_address, args.probe_timeout),
             have_address)
         if args.debug and sock:
-            print(f"revtunnel-watch: unacked {sock.unacked} timer {sock.timer} in {sock.when:.2f} s "
-                  f"retransmits {sock.retransmits} probes {sock.probes}", file=sys.stderr, flush=True)
+            output.say(f"revtunnel-watch: unacked {sock.unacked} timer {sock.timer} in {sock.when:.2f} s "
+                       f"retransmits {sock.retransmits} probes {sock.probes}", sys.stderr)
         if action:
-            print(f"revtunnel-watch: {message}", file=sys.stderr, flush=True)
+            output.say(f"revtunnel-watch: {message}", sys.stderr)
         if action == "end":
             with contextlib.suppress(ProcessLookupError):
                 os.kill(args.pid, signal.SIGTERM)
             return 0
         time.sleep(1.0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A dead session of a tunnel key gives its ports to the key's next login: the logic of revtunnel-reaper.
+"""revtunnel-reaper: a dead session of a tunnel key gives its ports to the key's next login.
 
 A spoke that drops off uncleanly (NAT reboot, address change, long cut) leaves its sshd session
 on the hub holding the spoke's forwarded ports until ClientAlive notices, and any connection to
@@ -25,18 +25,31 @@ A tunnel session is worth its memory only while it holds a listener (spokes run 
 ExitOnForwardFailure), so sessions that hold none for ``idle_grace`` seconds are ended: that caps the
 sessions one key can keep open without ever touching an idle tunnel.
 
-The journal reader, /proc, the probes and kill() live in the thin script ``revtunnel-reaper``; this
-module parses and decides, and reads /proc through a root path that tests point at a fake tree.
+The decisions (parse_accepted, checked, SessionBook, useless_sessions) are pure and unit-tested; the
+Reaper class around them reads the journal (journalctl -o json), the registry and /proc (_procfs.Proc),
+probes the spokes' ports (_probe) and sends SIGTERM. Lines starting with <N> carry a syslog priority
+for journald. Installed on the hub as ``revtunnel-reaper`` (the command library, _commands.cli).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
+import select
+import signal
+import socket
+import subprocess
+import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Iterable
+
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe, _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import authorized_keys as _authorized_keys
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 
 SSHD_IDENTIFIERS = frozenset({"sshd", "sshd-session"})
 SSHD_COMMS = frozenset({"sshd", "sshd-session"})
@@ -46,8 +59,6 @@ ACCEPTED_RE = re.compile(
     r"^Accepted publickey for (?P<user>\S+) from (?P<addr>\S+) port (?P<port>\d+) \S+: "
     r"(?P<key_type>\S+) (?P<fingerprint>SHA256:[A-Za-z0-9+/=]+)"
 )
-PERMITLISTEN_RE = re.compile(r'permitlisten="[^":]*:(\d+)"')
-KEY_TYPE_RE = re.compile(r"^(ssh-|ecdsa-|sk-)")
 
 
 @dataclass(frozen=True)
@@ -121,162 +132,21 @@ def parse_accepted(entry: dict) -> Session | None:
                    port=int(match["port"]), logged_at=int(realtime) / 1e6 if realtime and realtime.isdigit() else None)
 
 
-def trusted_keys(spokes: dict, fingerprints: dict, authorized_keys: str = "",
-                 key_fingerprint: Callable[[str], str] | None = None) -> dict[str, Spoke]:
+def trusted_keys(spokes: dict, fingerprints: dict, authorized_keys: str = "") -> dict[str, Spoke]:
     """{fingerprint: Spoke} of the keys the hub trusts.
 
-    ``spokes`` and ``fingerprints`` come from the registry (_spoke_registry.read_spokes and fingerprints).
-    A registry that records no key at all (version 1) falls back to the tunnel account's root-owned
-    authorized_keys: each line's key, its comment (the spoke's name) and its permitlisten ports.
+    ``spokes`` and ``fingerprints`` come from the registry (document.read_spokes and fingerprints). A registry
+    that records no key at all (version 1) falls back to the tunnel account's root-owned authorized_keys,
+    read by the registry's own parser: each line's key, its spoke and its permitlisten ports.
     """
     if fingerprints:
         return {fp: Spoke(name, dict(spokes.get(name, {}).get("ports", {}))) for fp, name in fingerprints.items()}
     found = {}
-    for line in authorized_keys.splitlines():
-        words = line.split()
-        at = next((i for i, word in enumerate(words) if KEY_TYPE_RE.match(word)), None)
-        if at is None or at + 1 >= len(words) or key_fingerprint is None:
-            continue
-        try:
-            fingerprint = key_fingerprint(" ".join(words[at:at + 2]))
-        except (IndexError, ValueError):
-            continue
-        name = words[at + 2] if at + 2 < len(words) else fingerprint
-        ports = dict(spokes.get(name, {}).get("ports", {})) or {
-            f"port{n}": int(p) for n, p in enumerate(PERMITLISTEN_RE.findall(" ".join(words[:at])))}
-        found[fingerprint] = Spoke(name, ports)
+    for line in _authorized_keys.parse(authorized_keys):
+        ports = dict(spokes.get(line.name, {}).get("ports", {})) or {
+            f"port{n}": port for n, port in enumerate(line.ports)}
+        found[document.key_fingerprint(line.key)] = Spoke(line.name, ports)
     return found
-
-
-class Proc:
-    """The few facts the reaper reads from /proc (a fake tree in tests)."""
-
-    def __init__(self, root: Path = Path("/proc"), hertz: int = 100):
-        self.root = Path(root)
-        self.hertz = hertz
-
-    def start_ticks(self, pid: int) -> int | None:
-        """Field 22 of /proc/PID/stat (start time since boot, in clock ticks), or None if gone."""
-        fields = self._stat_fields(pid)
-        try:
-            return int(fields[19])
-        except (IndexError, ValueError, TypeError):
-            return None
-
-    def parent(self, pid: int) -> int | None:
-        fields = self._stat_fields(pid)
-        try:
-            return int(fields[1])
-        except (IndexError, ValueError, TypeError):
-            return None
-
-    def _stat_fields(self, pid: int) -> list[str] | None:
-        try:
-            stat = (self.root / str(pid) / "stat").read_text()
-        except OSError:
-            return None
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        return stat[stat.rfind(")") + 2:].split()
-
-    def started_at(self, start_ticks: int | None) -> float | None:
-        """The wall-clock time a process started: the kernel's boot time plus its start ticks."""
-        if start_ticks is None:
-            return None
-        try:
-            btime = next(int(line.split()[1]) for line in (self.root / "stat").read_text().splitlines()
-                         if line.startswith("btime "))
-        except (OSError, StopIteration, ValueError, IndexError):
-            return None
-        return btime + start_ticks / self.hertz
-
-    def uids(self, pid: int) -> list[int] | None:
-        """The real, effective, saved and filesystem uids of PID, or None if gone."""
-        try:
-            for line in (self.root / str(pid) / "status").read_text().splitlines():
-                if line.startswith("Uid:"):
-                    return [int(u) for u in line.split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return None
-
-    def title(self, pid: int) -> str | None:
-        try:
-            return (self.root / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                "utf-8", "replace").strip()
-        except OSError:
-            return None
-
-    def is_tunnel_monitor(self, pid: int, user: str) -> bool:
-        """Whether PID is a root process titled as sshd's privileged monitor of a session of USER.
-
-        OpenSSH 9.2 titles it "sshd: USER [priv]", OpenSSH 10 "sshd-session: USER [priv]". Any process
-        can take that title, not root's uid: a process of another account is never the monitor.
-        """
-        title = self.title(pid)
-        if title is None or re.match(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$", title) is None:
-            return False
-        uids = self.uids(pid)
-        return bool(uids) and all(u == 0 for u in uids)
-
-    def tunnel_monitors(self, user: str) -> list[int]:
-        """Every live monitor of a session of USER."""
-        pids = []
-        for entry in self._pids():
-            if self.is_tunnel_monitor(entry, user):
-                pids.append(entry)
-        return pids
-
-    def _pids(self) -> list[int]:
-        try:
-            return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
-        except OSError:
-            return []
-
-    def children(self) -> dict[int, list[int]]:
-        """{parent pid: [child pids]} of every process, read once per look."""
-        found: dict[int, list[int]] = {}
-        for pid in self._pids():
-            parent = self.parent(pid)
-            if parent is not None:
-                found.setdefault(parent, []).append(pid)
-        return found
-
-    def socket_inodes(self, pid: int) -> set[int]:
-        """The inodes of the sockets PID holds. Raises PermissionError without CAP_SYS_PTRACE."""
-        found = set()
-        try:
-            names = list((self.root / str(pid) / "fd").iterdir())
-        except FileNotFoundError:
-            return found
-        for name in names:
-            try:
-                target = os.readlink(name)
-            except FileNotFoundError:
-                continue
-            if target.startswith("socket:["):
-                found.add(int(target[8:-1]))
-        return found
-
-    def listening_inodes(self) -> set[int]:
-        """The inodes of every listening TCP socket (state 0A) of this network namespace."""
-        found = set()
-        for table in ("tcp", "tcp6"):
-            try:
-                lines = (self.root / "net" / table).read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                cols = line.split()
-                if len(cols) > 9 and cols[3] == "0A" and cols[9].isdigit():
-                    found.add(int(cols[9]))
-        return found
-
-    def holds_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> bool:
-        """Whether the session of MONITOR (it or its children) holds a listening socket.
-
-        Raises PermissionError when the fds of the session's unprivileged child cannot be read.
-        """
-        return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
 
 
 def is_that_session(session: Session, process_start: float | None, grace: float = 600.0) -> bool:
@@ -404,7 +274,7 @@ class SessionBook:
         return decision
 
 
-def checked(session: Session, proc: Proc, keys: dict[str, Spoke], now: float | None = None,
+def checked(session: Session, proc: _procfs.Proc, keys: dict[str, Spoke], now: float | None = None,
             fresh: float = 10.0) -> Session | None:
     """SESSION with its start time and spoke when its key is trusted and its pid fits; else None.
 
@@ -424,3 +294,202 @@ def checked(session: Session, proc: Proc, keys: dict[str, Spoke], now: float | N
     if not proc.is_tunnel_monitor(session.pid, session.user) or not is_that_session(session, proc.started_at(ticks)):
         return None
     return replace(session, start_ticks=ticks, spoke=keys[session.fingerprint].name)
+
+
+LIVE_CACHE = 10.0
+
+
+def log(priority, text):
+    output.say(f"<{priority}>{text}")
+
+
+def session_answers(port, timeout, host="127.0.0.1"):
+    """Whether the far end of the session listening on PORT answers within TIMEOUT: a banner, any data, a close.
+
+    A dead session's listener accepts, sshd asks the gone client to open a channel, and nothing ever
+    comes back. Anything else came from the live client: a spoke's banner, or the close that follows a
+    refused channel (an OpenSSH 10 spoke penalising 127.0.0.1 drops the connection).
+    """
+    try:
+        _probe.read_first_line(port, time.monotonic() + timeout, host=host)
+    except socket.timeout:
+        return False
+    except OSError:
+        # Nobody listens: no session holds the port.
+        return False
+    return True
+
+
+class Reaper:
+    """The reaper's I/O around SessionBook: journal entries in, probes and signals out."""
+
+    def __init__(self, args, proc=None):
+        self.args = args
+        self.proc = proc or _procfs.Proc(hertz=os.sysconf("SC_CLK_TCK"))
+        self.book = SessionBook(args.user, window=args.window, max_replacements=args.max_replacements,
+                                hold=args.hold, report_every=args.report_every)
+        self.started = time.time()
+        self.cap_disabled = False
+        self.reported_untrusted = set()
+        self.live_until = {}
+
+    def keys(self):
+        """The keys the hub trusts now (the registry is re-read: spokes come and go while we run)."""
+        try:
+            spokes = document.read_spokes(self.args.registry)
+        except (OSError, ValueError) as exc:
+            log(4, f"cannot read the registry {self.args.registry}: {exc}; trusting no key until it is readable")
+            return {}
+        fingerprints = document.fingerprints(spokes)
+        authorized = ""
+        if not fingerprints:
+            try:
+                with open(self.args.authorized_keys, encoding="utf-8") as handle:
+                    authorized = handle.read()
+            except OSError:
+                authorized = ""
+        return trusted_keys(spokes, fingerprints, authorized)
+
+    def alive(self, session):
+        return (self.proc.start_ticks(session.pid) == session.start_ticks
+                and self.proc.is_tunnel_monitor(session.pid, session.user))
+
+    def spoke_live(self, keys):
+        """Whether the session holding a key's ssh port still answers end to end (see session_answers)."""
+        def check(session):
+            spoke = keys.get(session.fingerprint)
+            ports = [int(port) for fwd, port in (spoke.ports.items() if spoke else []) if fwd == "ssh"]
+            if spoke is None or not ports:
+                # No banner to read: keep the older session; ClientAlive ends it if it is dead.
+                return bool(spoke and spoke.ports)
+            now = time.monotonic()
+            if self.live_until.get(session.fingerprint, 0.0) > now:
+                return True
+            live = any(session_answers(port, self.args.probe_timeout) for port in ports)
+            if live:
+                # One probe per key per LIVE_CACHE s: a key retried in a loop must not flood the spoke's sshd.
+                self.live_until[session.fingerprint] = now + LIVE_CACHE
+            return live
+        return check
+
+    def entry(self, entry):
+        """One journal entry: a session to record (replay) or to decide on (live)."""
+        session = parse_accepted(entry)
+        if session is None or session.user != self.args.user:
+            return
+        keys = self.keys()
+        trusted = checked(session, self.proc, keys, now=time.time())
+        if trusted is None:
+            if session.fingerprint not in keys and session.fingerprint not in self.reported_untrusted:
+                self.reported_untrusted.add(session.fingerprint)
+                log(6, f"ignoring session pid {session.pid} from {session.where()}: key {session.fingerprint} "
+                       "is not in the registry")
+            return
+        if trusted.logged_at is not None and trusted.logged_at < self.started:
+            self.book.record(trusted)
+            return
+        decision = self.book.accepted(trusted, time.monotonic(), self.alive, self.spoke_live(keys))
+        for text in decision.warnings:
+            log(4, text)
+        for text in decision.notices:
+            log(5, text)
+        for old in decision.terminate:
+            if self.alive(old):
+                self.terminate(old.pid, f"stale session of spoke {old.spoke} from {old.where()}")
+
+    def terminate(self, pid, why):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            log(6, f"pid {pid} ({why}) had already ended")
+        except PermissionError as exc:
+            log(3, f"cannot end pid {pid} ({why}): {exc}")
+
+    def cap(self):
+        """End the tunnel sessions that have held no listener for the grace period."""
+        if self.cap_disabled or self.args.idle_grace <= 0:
+            return
+        found = self.proc.tunnel_monitors(self.args.user)
+        if not found:
+            self.book.prune(self.alive)
+            return
+        listening, children = self.proc.listening_inodes(), self.proc.children()
+        monitors = []
+        for pid in found:
+            try:
+                holds = self.proc.holds_listener(pid, listening, children)
+            except PermissionError as exc:
+                self.cap_disabled = True
+                log(4, f"cannot read the fds of the tunnel sessions ({exc}): the unit needs CAP_SYS_PTRACE; "
+                       "sessions without a listener are not capped")
+                return
+            ticks = self.proc.start_ticks(pid)
+            monitors.append((pid, ticks, self.proc.started_at(ticks), holds))
+        useless = set(useless_sessions([(p, at, holds) for p, _ticks, at, holds in monitors], time.time(),
+                                       self.args.idle_grace))
+        for pid, ticks, _at, _holds in monitors:
+            # Checked again right before the signal: the pid is still that monitor.
+            if (pid in useless and self.proc.start_ticks(pid) == ticks
+                    and self.proc.is_tunnel_monitor(pid, self.args.user)):
+                known = self.book.find(pid)
+                who = f"spoke {known.spoke}, key {known.fingerprint}, from {known.where()}" if known else "unknown key"
+                log(5, f"ending session pid {pid} ({who}): it has held no forwarded port for "
+                       f"{int(self.args.idle_grace)} s")
+                self.terminate(pid, who)
+        self.book.prune(self.alive)
+
+    def run(self):
+        # The whole boot is read so that sessions opened before this service started are known; entries
+        # logged before this process started only rebuild the book (a restart kills nothing).
+        journal = subprocess.Popen(
+            ["journalctl", "--boot", "--follow", "--lines=all", "--output=json", "--no-pager",
+             *JOURNAL_MATCHES], stdout=subprocess.PIPE)
+        log(6, f"following root sshd's journal for sessions of user {self.args.user}")
+        buffer = b""
+        next_cap = time.monotonic() + self.args.cap_every
+        while True:
+            ready, _writable, _failed = select.select([journal.stdout], [], [], max(0.0, next_cap - time.monotonic()))
+            if ready:
+                chunk = os.read(journal.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    self.guarded(self.entry, entry)
+            if time.monotonic() >= next_cap:
+                self.guarded(self.cap)
+                next_cap = time.monotonic() + self.args.cap_every
+        return journal.wait() or 1
+
+    def guarded(self, step, *args):
+        """One entry or one cap round; a surprise is logged, the reaper goes on with the next one."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - a daemon that dies frees no port: log and continue
+            log(3, f"unexpected {type(exc).__name__} ignored: {exc}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--user", required=True, help="the tunnel account")
+    parser.add_argument("--registry", default=document.DEFAULT_PATH, help="the hub's spoke registry")
+    parser.add_argument("--authorized-keys", default="/etc/ssh/revtunnel/authorized_keys",
+                        help="the tunnel account's keys, trusted while the registry records none")
+    parser.add_argument("--window", type=float, default=300.0, help="seconds over which replacements are counted")
+    parser.add_argument("--max-replacements", type=int, default=3, help="replacements of one key per window")
+    parser.add_argument("--hold", type=float, default=600.0, help="seconds a key shared by two machines is left alone")
+    parser.add_argument("--report-every", type=float, default=600.0,
+                        help="seconds between two warnings of a live spoke's key logging in again")
+    parser.add_argument("--probe-timeout", type=float, default=2.0, help="seconds to read a spoke's banner")
+    parser.add_argument("--idle-grace", type=float, default=20.0,
+                        help="seconds a tunnel session may hold no listener before it is ended (0: never)")
+    parser.add_argument("--cap-every", type=float, default=5.0, help="seconds between two looks at the sessions")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    return Reaper(parse_args(argv)).run()

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Action plugin of hubspoke.revtunnel.spoke_registry: the hub's records on the controller, read and kept.
+
+Before the module runs on the hub, the controller's copy of the hub's records (records_dir) is read and
+verified; its entries go to the module as ``restore``, which fills what the registry lacks (a rebuilt hub).
+After a run that is not in check mode, the copy is written again from what the registry holds now.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _records
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils import _records_files
+
+MODULE = "hubspoke.revtunnel.spoke_registry"
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        directory = args.pop("records_dir", None) or None
+        hub = args.pop("hub", None) or task_vars.get("inventory_hostname")
+        secret = records = None
+        if directory:
+            try:
+                secret = _records_files.read_secret(self._loader, directory, hub)
+                records = _records_files.read_records(directory, hub, secret)
+            except _records.RecordsError as exc:
+                raise AnsibleActionFail(f"Hub {hub}: {exc}") from None
+            if records is not None and "restore" not in args:
+                args["restore"] = records.spokes
+        outcome = self._execute_module(MODULE, module_args=args, task_vars=task_vars)
+        result.update(outcome)
+        if not directory or outcome.get("failed") or self._task.check_mode:
+            return result
+        result["records_written"] = False
+        if secret is None:
+            # The hub's host key step writes the secret first; a run limited by tags may skip it.
+            result.setdefault("warnings", []).append(
+                f"Hub {hub}: no controller copy of its records was written, because its secret file (the host key "
+                f"and the signing key) is not in {directory} yet; run the whole hub role once")
+            return result
+        same = records is not None and records.spokes == outcome["spokes"] and records.range == outcome["range"] \
+            and records.host_key == secret.public_key
+        if same:
+            return result
+        data = _records.render_records(hub, secret.public_key, outcome["spokes"], outcome["range"],
+                                       document.utc_timestamp(), secret.signing_key)
+        try:
+            result["records_written"] = _records_files.write_records(directory, hub, data)
+        except OSError as exc:
+            raise AnsibleActionFail(f"Hub {hub}: cannot write its records in {directory}: {exc}") from None
+        result["changed"] = result.get("changed", False) or result["records_written"]
+        return result

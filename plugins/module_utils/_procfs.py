@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one reader of /proc: the host's TCP sockets, and the few process facts the hub's reaper checks.
+
+Pure Python with no Ansible import. The registry reads which ports are taken, the banner probe which socket
+holds a port (a restarted tunnel binds a new one), the reaper and the status which account owns a listener
+and which sshd session holds it. Everything takes a root (``/proc`` or ``/proc/net/tcp`` paths) that the
+tests point at a fake tree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+TCP_LISTEN = "0A"
+TCP_ESTABLISHED = "01"
+# Timer kinds of the tr column: 1 retransmission, 4 zero-window probe (also after local drops).
+TIMER_RETRANSMIT, TIMER_PROBE0 = 1, 4
+USER_HZ = 100
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    """One line of /proc/net/tcp{,6}: local port, state (hex, 0A LISTEN, 01 ESTABLISHED), owner uid, inode (as
+    text), the raw local and remote addresses, and the kernel's view of the connection: bytes sent and not yet
+    acknowledged, the running timer's kind and seconds left, retransmissions and unanswered probes."""
+
+    port: int
+    state: str
+    uid: int
+    inode: str
+    local: str = ""
+    remote: str = ""
+    unacked: int = 0
+    timer: int = 0
+    when: float = 0.0
+    retransmits: int = 0
+    probes: int = 0
+
+    @property
+    def local_address(self):
+        """(ip, port) of the local end."""
+        return decode_address(f"{self.local}:{self.port:04X}")
+
+    @property
+    def remote_address(self):
+        """(ip, port) of the remote end."""
+        return decode_address(self.remote)
+
+
+def decode_address(text):
+    """'0C2AD50A:A9B4' (kernel byte order per 32-bit word) -> ('10.213.42.12', 43444); v4-mapped v6 as v4."""
+    host, port = text.split(":")
+    raw = bytes.fromhex(host)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(raw)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip), int(port, 16)
+
+
+def _connection(fields):
+    """unacked, timer, when (s), retransmits and probes of a line's columns 4-8, zeros where they are missing."""
+    if len(fields) < 9:
+        return {}
+    timer, when = fields[5].split(":")
+    when = int(when, 16)
+    if when >= 1 << 31:  # printed as unsigned: an already expired timer
+        when = 0
+    return {"unacked": int(fields[4].split(":")[0], 16), "timer": int(timer, 16), "when": when / USER_HZ,
+            "retransmits": int(fields[6], 16), "probes": int(fields[8])}
+
+
+def parse_tcp(text):
+    """Every socket of one /proc/net/tcp{,6} text; lines that do not parse are skipped (uid -1 and inode ""
+    where a line is cut short)."""
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local, _sep, port_hex = fields[1].rpartition(":")
+        try:
+            found.append(TcpSocket(port=int(port_hex, 16), state=fields[3],
+                                   uid=int(fields[7]) if len(fields) > 7 else -1,
+                                   inode=fields[9] if len(fields) > 9 else "", local=local, remote=fields[2],
+                                   **_connection(fields)))
+        except ValueError:
+            continue
+    return found
+
+
+def tcp_sockets(paths=PROC_NET_TCP, required=False):
+    """Every TCP socket of this network namespace; tcp6 may be absent when IPv6 is off.
+
+    With ``required`` a host with neither table raises FileNotFoundError (a registry needs to know).
+    """
+    found, read_any = [], False
+    for path in paths:
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                found.extend(parse_tcp(handle.read()))
+        except FileNotFoundError:
+            continue
+        read_any = True
+    if required and not read_any:
+        raise FileNotFoundError(f"cannot read listening sockets from {', '.join(paths)}")
+    return found
+
+
+def listeners(paths=PROC_NET_TCP, required=False):
+    """{port: [TcpSocket, ...]} of every LISTEN socket, any address, sorted by inode: one read of /proc."""
+    table = {}
+    for sock in tcp_sockets(paths, required):
+        if sock.state == TCP_LISTEN:
+            table.setdefault(sock.port, []).append(sock)
+    return {port: sorted(socks, key=lambda s: s.inode) for port, socks in table.items()}
+
+
+def listening_ports(paths=PROC_NET_TCP, required=False):
+    """The set of ports with a LISTEN socket."""
+    return set(listeners(paths, required))
+
+
+def listening_sockets(paths=PROC_NET_TCP):
+    """{port: socket inodes (as strings, sorted)} of every LISTEN socket."""
+    return {port: sorted({s.inode for s in socks}) for port, socks in listeners(paths).items()}
+
+
+def listening_inodes(port, paths=PROC_NET_TCP):
+    """Socket inodes (as strings, sorted) of the LISTEN sockets on ``port``, any address.
+
+    A new tunnel session binds a new socket, so a changed inode tells a restarted tunnel from the
+    one it replaces; unlike ``ss -p`` this needs no right over the tunnel account's processes.
+    """
+    return listening_sockets(paths).get(port, [])
+
+
+class Proc:
+    """The few facts the reaper reads from /proc (a fake tree in tests)."""
+
+    def __init__(self, root: Path = Path("/proc"), hertz: int = 100):
+        self.root = Path(root)
+        self.hertz = hertz
+
+    def start_ticks(self, pid: int) -> int | None:
+        """Field 22 of /proc/PID/stat (start time since boot, in clock ticks), or None if gone."""
+        fields = self._stat_fields(pid)
+        try:
+            return int(fields[19])
+        except (IndexError, ValueError, TypeError):
+            return None
+
+    def parent(self, pid: int) -> int | None:
+        fields = self._stat_fields(pid)
+        try:
+            return int(fields[1])
+        except (IndexError, ValueError, TypeError):
+            return None
+
+    def _stat_fields(self, pid: int) -> list[str] | None:
+        try:
+            stat = (self.root / str(pid) / "stat").read_text()
+        except OSError:
+            return None
+        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+        return stat[stat.rfind(")") + 2:].split()
+
+    def started_at(self, start_ticks: int | None) -> float | None:
+        """The wall-clock time a process started: the kernel's boot time plus its start ticks."""
+        if start_ticks is None:
+            return None
+        try:
+            btime = next(int(line.split()[1]) for line in (self.root / "stat").read_text().splitlines()
+                         if line.startswith("btime "))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return None
+        return btime + start_ticks / self.hertz
+
+    def uids(self, pid: int) -> list[int] | None:
+        """The real, effective, saved and filesystem uids of PID, or None if gone."""
+        try:
+            for line in (self.root / str(pid) / "status").read_text().splitlines():
+                if line.startswith("Uid:"):
+                    return [int(u) for u in line.split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def title(self, pid: int) -> str | None:
+        try:
+            return (self.root / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                "utf-8", "replace").strip()
+        except OSError:
+            return None
+
+    def is_tunnel_monitor(self, pid: int, user: str) -> bool:
+        """Whether PID is a root process titled as sshd's privileged monitor of a session of USER.
+
+        OpenSSH 9.2 titles it "sshd: USER [priv]", OpenSSH 10 "sshd-session: USER [priv]". Any process
+        can take that title, not root's uid: a process of another account is never the monitor.
+        """
+        title = self.title(pid)
+        if title is None or re.match(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$", title) is None:
+            return False
+        uids = self.uids(pid)
+        return bool(uids) and all(u == 0 for u in uids)
+
+    def tunnel_monitors(self, user: str) -> list[int]:
+        """Every live monitor of a session of USER."""
+        pids = []
+        for entry in self._pids():
+            if self.is_tunnel_monitor(entry, user):
+                pids.append(entry)
+        return pids
+
+    def _pids(self) -> list[int]:
+        try:
+            return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
+        except OSError:
+            return []
+
+    def children(self) -> dict[int, list[int]]:
+        """{parent pid: [child pids]} of every process, read once per look."""
+        found: dict[int, list[int]] = {}
+        for pid in self._pids():
+            parent = self.parent(pid)
+            if parent is not None:
+                found.setdefault(parent, []).append(pid)
+        return found
+
+    def socket_inodes(self, pid: int) -> set[int]:
+        """The inodes of the sockets PID holds. Raises PermissionError without CAP_SYS_PTRACE."""
+        found = set()
+        try:
+            names = list((self.root / str(pid) / "fd").iterdir())
+        except FileNotFoundError:
+            return found
+        for name in names:
+            try:
+                target = os.readlink(name)
+            except FileNotFoundError:
+                continue
+            if target.startswith("socket:["):
+                found.add(int(target[8:-1]))
+        return found
+
+    def listening_inodes(self) -> set[int]:
+        """The inodes of every listening TCP socket of this network namespace."""
+        paths = (str(self.root / "net" / "tcp"), str(self.root / "net" / "tcp6"))
+        return {int(s.inode) for socks in listeners(paths).values() for s in socks if s.inode.isdigit()}
+
+    def holds_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> bool:
+        """Whether the session of MONITOR (it or its children) holds a listening socket.
+
+        Raises PermissionError when the fds of the session's unprivileged child cannot be read.
+        """
+        return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
