@@ -13,8 +13,9 @@ author:
   - hubspoke.revtunnel developers (@hubspoke)
 description:
   - Reads, for each spoke of the input, the banner checks its tunnel asked of each hub in this run (the
-    C(spoke) role's C(__revtunnel_spoke_waits)) and groups them by hub, so that each hub checks all its
-    spokes in one O(hubspoke.revtunnel.tunnel_probe#module:probes) call instead of one call per spoke.
+    RV(hubspoke.revtunnel.spoke_tunnel#module:waits) of its registered M(hubspoke.revtunnel.spoke_tunnel)
+    result, named by O(result)) and groups them by hub, so that each hub checks all its spokes in one
+    O(hubspoke.revtunnel.tunnel_probe#module:probes) call instead of one call per spoke.
   - A spoke that asked for nothing (absent, failed before its tunnel started) is left out.
 options:
   _input:
@@ -26,6 +27,10 @@ options:
     description: The C(hostvars) of the play.
     type: raw
     required: true
+  result:
+    description: The name under which each spoke registered its M(hubspoke.revtunnel.spoke_tunnel) result.
+    type: str
+    required: true
 """
 
 EXAMPLES = r"""
@@ -34,7 +39,7 @@ EXAMPLES = r"""
     probes: "{{ item.probes }}"
   delegate_to: "{{ item.hub }}"
   run_once: true
-  loop: "{{ ansible_play_batch | hubspoke.revtunnel.banner_waits(hostvars) }}"
+  loop: "{{ ansible_play_batch | hubspoke.revtunnel.banner_waits(hostvars, 'tunnel') }}"
 """
 
 RETURN = r"""
@@ -44,14 +49,14 @@ _value:
   elements: dict
 """
 
-WAITS = "__revtunnel_spoke_waits"
+def banner_waits(spokes, hostvars, result):
+    """[{'hub': name, 'probes': [{'name': spoke, 'port', 'timeout', 'replaced_listener'}]}] for SPOKES.
 
-
-def banner_waits(spokes, hostvars):
-    """[{'hub': name, 'probes': [{'name': spoke, 'port', 'timeout', 'replaced_listener'}]}] for SPOKES."""
+    RESULT names each spoke's registered spoke_tunnel result, whose ``waits`` says what each hub should read.
+    """
     by_hub = {}
     for spoke in spokes:
-        waits = hostvars[spoke].get(WAITS) or {}
+        waits = (hostvars[spoke].get(result) or {}).get("waits") or {}
         for hub, wait in waits.items():
             by_hub.setdefault(hub, []).append({
                 "name": spoke,

@@ -12,6 +12,8 @@ Nothing here knows Ansible: the module resolves names to ids and reports.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import grp
 import os
 import pwd
@@ -222,3 +224,52 @@ def apply(directories, files, check_mode=False, want_diff=False, run=None):
                 if diff:
                     diffs.append(diff)
     return changed, diffs
+
+
+# The argument specs of a directory and a file entry, for every module that takes file entries.
+DIRECTORY_OPTIONS = dict(
+    path=dict(type="path", required=True),
+    mode=dict(type="str"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+)
+FILE_OPTIONS = dict(
+    path=dict(type="path", required=True),
+    content=dict(type="str"),
+    content_base64=dict(type="str"),
+    mode=dict(type="str", default="0644"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    validate=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
+def _content(entry):
+    if entry["content"] is not None and entry["content_base64"] is not None:
+        raise FileSetError(f"{entry['path']}: give content or content_base64, not both")
+    if entry["content_base64"] is not None:
+        try:
+            return base64.b64decode(entry["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise FileSetError(f"{entry['path']}: content_base64 is not valid base64") from None
+    if entry["content"] is None:
+        raise FileSetError(f"{entry['path']}: a file that is present needs a content")
+    return entry["content"].encode("utf-8")
+
+
+def prepare_entries(entries, check_mode, content):
+    """Entries of the module's arguments as apply() takes them: ids for names, modes as ints, contents as bytes."""
+    prepared = []
+    for entry in entries:
+        if not entry["path"].startswith("/"):
+            raise FileSetError(f"{entry['path']}: give an absolute path")
+        uid, gid = account_ids(entry["owner"], entry["group"], check_mode, where=f"{entry['path']}: ")
+        item = {"path": entry["path"], "mode": parse_mode(entry["path"], entry["mode"]), "uid": uid, "gid": gid}
+        if content:
+            item["state"] = entry["state"]
+            item["validate"] = entry["validate"]
+            if entry["state"] == "present":
+                item["content"] = _content(entry)
+        prepared.append(item)
+    return prepared

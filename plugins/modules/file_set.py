@@ -158,76 +158,29 @@ changed_paths:
   sample: [/etc/systemd/system/example.service]
 """
 
-import base64  # noqa: E402
-import binascii  # noqa: E402
 import traceback  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import (  # noqa: E402
+    DIRECTORY_OPTIONS,
+    FILE_OPTIONS,
     FileSetError,
-    account_ids,
     apply,
-    parse_mode,
+    prepare_entries,
 )
-
-_DIRECTORY = dict(
-    path=dict(type="path", required=True),
-    mode=dict(type="str"),
-    owner=dict(type="str"),
-    group=dict(type="str"),
-)
-_FILE = dict(
-    path=dict(type="path", required=True),
-    content=dict(type="str"),
-    content_base64=dict(type="str"),
-    mode=dict(type="str", default="0644"),
-    owner=dict(type="str"),
-    group=dict(type="str"),
-    validate=dict(type="str"),
-    state=dict(type="str", choices=["present", "absent"], default="present"),
-)
-
-
-def _content(entry):
-    if entry["content"] is not None and entry["content_base64"] is not None:
-        raise FileSetError(f"{entry['path']}: give content or content_base64, not both")
-    if entry["content_base64"] is not None:
-        try:
-            return base64.b64decode(entry["content_base64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise FileSetError(f"{entry['path']}: content_base64 is not valid base64") from None
-    if entry["content"] is None:
-        raise FileSetError(f"{entry['path']}: a file that is present needs a content")
-    return entry["content"].encode("utf-8")
-
-
-def _prepare(entries, check_mode, content):
-    prepared = []
-    for entry in entries:
-        if not entry["path"].startswith("/"):
-            raise FileSetError(f"{entry['path']}: give an absolute path")
-        uid, gid = account_ids(entry["owner"], entry["group"], check_mode, where=f"{entry['path']}: ")
-        item = {"path": entry["path"], "mode": parse_mode(entry["path"], entry["mode"]), "uid": uid, "gid": gid}
-        if content:
-            item["state"] = entry["state"]
-            item["validate"] = entry["validate"]
-            if entry["state"] == "present":
-                item["content"] = _content(entry)
-        prepared.append(item)
-    return prepared
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            directories=dict(type="list", elements="dict", default=[], options=_DIRECTORY),
-            files=dict(type="list", elements="dict", default=[], options=_FILE),
+            directories=dict(type="list", elements="dict", default=[], options=DIRECTORY_OPTIONS),
+            files=dict(type="list", elements="dict", default=[], options=FILE_OPTIONS),
         ),
         supports_check_mode=True,
     )
     try:
-        directories = _prepare(module.params["directories"], module.check_mode, content=False)
-        files = _prepare(module.params["files"], module.check_mode, content=True)
+        directories = prepare_entries(module.params["directories"], module.check_mode, content=False)
+        files = prepare_entries(module.params["files"], module.check_mode, content=True)
         changed, diffs = apply(directories, files, check_mode=module.check_mode, want_diff=module._diff,
                                run=module.run_command)
     except FileSetError as exc:

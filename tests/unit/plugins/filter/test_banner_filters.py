@@ -10,21 +10,21 @@ from ansible_collections.hubspoke.revtunnel.plugins.filter.banner_failures impor
 from ansible_collections.hubspoke.revtunnel.plugins.filter.banner_waits import banner_waits
 
 HOSTVARS = {
-    "pc-1": {"__revtunnel_spoke_waits": {"hub-a": {"port": "10001", "timeout": 90, "replaced_listener": []},
-                                         "hub-b": {"port": 20001, "timeout": 5, "replaced_listener": ["77"]}}},
-    "pc-2": {"__revtunnel_spoke_waits": {"hub-b": {"port": 20002, "timeout": 90}}},
+    "pc-1": {"tunnel": {"waits": {"hub-a": {"port": "10001", "timeout": 90, "replaced_listener": []},
+                                  "hub-b": {"port": 20001, "timeout": 5, "replaced_listener": ["77"]}}}},
+    "pc-2": {"tunnel": {"waits": {"hub-b": {"port": 20002, "timeout": 90}}}},
     "pc-off": {},
 }
 
 
 def test_each_hub_gets_the_probes_of_the_spokes_that_asked_it():
-    waits = banner_waits(["pc-1", "pc-off", "pc-2"], HOSTVARS)
+    waits = banner_waits(["pc-1", "pc-off", "pc-2"], HOSTVARS, "tunnel")
     assert waits == [
         {"hub": "hub-a", "probes": [{"name": "pc-1", "port": 10001, "timeout": 90.0, "replaced_listener": []}]},
         {"hub": "hub-b", "probes": [{"name": "pc-1", "port": 20001, "timeout": 5.0, "replaced_listener": ["77"]},
                                     {"name": "pc-2", "port": 20002, "timeout": 90.0, "replaced_listener": []}]},
     ]
-    assert banner_waits(["pc-off"], HOSTVARS) == []
+    assert banner_waits(["pc-off"], HOSTVARS, "tunnel") == []
 
 
 def test_a_spoke_fails_for_each_hub_that_did_not_read_its_banner_and_says_why():
@@ -33,10 +33,10 @@ def test_a_spoke_fails_for_each_hub_that_did_not_read_its_banner_and_says_why():
         {"item": {"hub": "hub-b"}, "probes": {"pc-1": {"up": False, "detail": "no SSH banner in time"},
                                               "pc-2": {"up": True, "detail": "SSH-2.0-OpenSSH"}}},
     ]
-    failed = banner_failures(results, "pc-1", HOSTVARS["pc-1"]["__revtunnel_spoke_waits"])
+    failed = banner_failures(results, "pc-1", HOSTVARS["pc-1"]["tunnel"]["waits"])
     assert [(f["hub"], f["port"]) for f in failed] == [("hub-a", "10001"), ("hub-b", 20001)]
     assert "unreachable" in failed[0]["detail"] and failed[1]["detail"] == "no SSH banner in time"
-    assert banner_failures(results, "pc-2", HOSTVARS["pc-2"]["__revtunnel_spoke_waits"]) == []
+    assert banner_failures(results, "pc-2", HOSTVARS["pc-2"]["tunnel"]["waits"]) == []
 
 
 def test_a_hub_without_a_result_or_without_the_spoke_counts_as_failed():

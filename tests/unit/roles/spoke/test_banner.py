@@ -70,7 +70,7 @@ def outcome(tmp_path_factory, collections_root):
                                  "pc-two-hubs": {"waits": {"hub-here": wait(up), "hub-lost": wait(up)}}}}}}}
     play = [{"hosts": "spokes", "gather_facts": False, "tasks": [
         {"name": "Record what each hub should read",
-         "ansible.builtin.set_fact": {"__revtunnel_spoke_waits": "{{ waits }}"}},
+         "ansible.builtin.set_fact": {"__revtunnel_spoke_tunnel": {"waits": "{{ waits }}"}}},
         {"ansible.builtin.import_role": {"name": "hubspoke.revtunnel.spoke", "tasks_from": "banner.yml"}},
         {"name": "Go on", "ansible.builtin.debug": {"msg": "went on"}}]}]
     (where / "hosts.yml").write_text(yaml.safe_dump(inventory))
