@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if (ROOT / "collections").is_dir() and str(ROOT / "collections") not in sys.path:
     sys.path.insert(0, str(ROOT / "collections"))
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document  # noqa: E402
+
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 
 
@@ -29,11 +30,11 @@ def group(name):
     return sorted(json.loads(out).get(name, {}).get("hosts", []))
 
 
-def run_playbook(playbook, *extra):
-    """Run a playbook against this scenario's containers; returns the completed process."""
+def run_playbook(playbook, *extra, inventory=None):
+    """Run a playbook against this scenario's containers (or INVENTORY); returns the completed process."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    cmd = [Path(sys.executable).parent / "ansible-playbook", "-i", INVENTORY, str(ROOT / playbook), *extra]
+    cmd = [Path(sys.executable).parent / "ansible-playbook", "-i", inventory or INVENTORY, str(ROOT / playbook), *extra]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     return proc
 
