@@ -196,6 +196,8 @@ def public_key(value, where):
         raise RuleError(f"{hint}; its key data is not valid base64 of an SSH public key") from None
     if embedded != key_type or len(blob) < 4 + length + 4:
         raise RuleError(f"{hint}; its key data holds a {embedded!r} key, not {key_type!r}: the line is damaged")
+    if key_type == "ssh-ed25519" and blob[4 + length:] != struct.pack(">I", 32) + blob[-32:]:
+        raise RuleError(f"{hint}; its ed25519 key is not 32 bytes: the line is damaged")
     return f"{key_type} {data}"
 
 
@@ -247,3 +249,188 @@ def key_from(patterns, where):
             "the key from everywhere; add the addresses the spoke connects from"
         )
     return tuple(patterns)
+
+
+# --- the roles' inputs, each checked by the same rules ------------------------------------------------------
+#
+# Each checker takes the role's values as a dict (what the inventory and the role's defaults give) and returns
+# one message per value that breaks a rule, naming the variable; the roles' preflights fail on any (the filter
+# hubspoke.revtunnel.input_errors). Every value that reaches a file ssh, sshd or systemd reads is in one of them.
+
+
+def _collect(errors, check, *args):
+    try:
+        check(*args)
+    except RuleError as exc:
+        errors.append(str(exc))
+
+
+def number(value, what, low, high=None, kind=int):
+    """An int (or, with kind float, a number) between LOW and HIGH, given as a number or as digits."""
+    if isinstance(value, str) and re.fullmatch(r"\d+" if kind is int else r"\d+(\.\d+)?", value.strip()):
+        value = kind(value.strip())
+    ok = (is_int(value) or (kind is float and isinstance(value, float))) and value >= low \
+        and (high is None or value <= high)
+    if not ok:
+        bound = f"{low} or more" if high is None else f"from {low} to {high}"
+        raise RuleError(f"{what} ({value!r}) must be a number {bound}")
+    return value
+
+
+def one_line(value, what):
+    """Any printable text without a line break, a quote, '%' or '#' (a comment, a line label)."""
+    if not isinstance(value, str) or not value or not value.isprintable() or any(c in value for c in "\"'%#\\"):
+        raise RuleError(f"{what} ({value!r}) must be one line of printable text without quotes, '%', '#' or '\\'")
+    return value
+
+
+def forwards(value, what):
+    """revtunnel_forwards as the spoke's ssh config takes it: names, ports and hosts."""
+    if value is None:
+        return
+    if not isinstance(value, (list, tuple)):
+        raise RuleError(f"{what} must be a list of {{name, port[, host]}}, got {value!r}")
+    for forward in value:
+        if not isinstance(forward, dict):
+            raise RuleError(f"{what} entry {forward!r} must be a mapping with name, port and optionally host")
+        name = forward_name(forward.get("name"), what)
+        port(forward.get("port"), f"{what} {name!r} port")
+        if forward.get("host") is not None:
+            forward_host(forward["host"], what, name)
+
+
+def check_spoke(values):
+    """The spoke role's values; HUB_ADDRESSES and HUB_PORTS map each of its hubs to what it dials."""
+    errors = []
+    hubs = values.get("hubs") or []
+    if values.get("inventory_hostname") in hubs:
+        errors.append(f"the host is in both '{values.get('revtunnel_hub_group')}' and the spokes: a host is either the "
+                      "hub or a spoke; remove it from one group")
+    if values.get("revtunnel_hub_address_given") and not isinstance(values.get("revtunnel_hub_address"), str):
+        errors.append(f"revtunnel_hub_address ({values.get('revtunnel_hub_address')!r}) must be a host name or an "
+                      "IP address")
+    if not hubs:
+        errors.append(f"group '{values.get('revtunnel_hub_group')}' (revtunnel_hub_group) holds no host; put the hub "
+                      "(or hubs) in it")
+    for hub in hubs:
+        _collect(errors, inventory_name, hub, "hub")
+        _collect(errors, address, (values.get("hub_addresses") or {}).get(hub), f"revtunnel_hub_address of hub {hub}")
+        _collect(errors, port, (values.get("hub_ports") or {}).get(hub), f"revtunnel_hub_port of hub {hub}")
+    addresses = [((values.get("hub_addresses") or {}).get(h), str((values.get("hub_ports") or {}).get(h)))
+                 for h in hubs]
+    if len(set(addresses)) != len(addresses):
+        errors.append("several hubs share one revtunnel_hub_address and revtunnel_hub_port; with more than one "
+                      "hub, set revtunnel_hub_address (or revtunnel_hub_port) in each hub's host_vars, not in "
+                      "group_vars/all")
+    _collect(errors, account, values.get("revtunnel_user"), "revtunnel_user")
+    _collect(errors, account, values.get("revtunnel_spoke_user"), "revtunnel_spoke_user")
+    _collect(errors, path, values.get("revtunnel_spoke_home"), "revtunnel_spoke_home")
+    _collect(errors, port, values.get("revtunnel_local_ssh_port"), "revtunnel_local_ssh_port")
+    _collect(errors, forwards, values.get("revtunnel_forwards"), "revtunnel_forwards")
+    for name, low, high, kind in (("revtunnel_server_alive_interval", 1, 3600, int),
+                                  ("revtunnel_server_alive_count_max", 1, 1000, int),
+                                  ("revtunnel_connect_timeout", 1, 600, int),
+                                  ("revtunnel_restart_sec", 0, 3600, float),
+                                  ("revtunnel_retry_jitter_ms", 0, 600000, int),
+                                  ("revtunnel_wait_timeout", 1, 3600, int),
+                                  ("revtunnel_restart_delay", 0, 600, int)):
+        _collect(errors, number, values.get(name), name, low, high, kind)
+    return errors
+
+
+def operators(value, spokes, what="revtunnel_operators"):
+    """The operators of the jump account: name, one public key line, and 'all' or spokes of the inventory."""
+    errors = []
+    if not isinstance(value, (list, tuple)):
+        return [f"{what} must be a list of {{name, key, spokes}}, got {value!r}"]
+    seen = set()
+    for index, operator in enumerate(value, start=1):
+        if not isinstance(operator, dict):
+            errors.append(f"{what} #{index} must be a mapping with name, key and spokes")
+            continue
+        name = operator.get("name")
+        label = f"{what} {name!r}" if isinstance(name, str) else f"{what} #{index}"
+        _collect(errors, operator_name, name, f"{label} name")
+        if name in seen:
+            errors.append(f"{label} is listed twice: give each operator one entry")
+        seen.add(name)
+        _collect(errors, public_key, (operator.get("key") or "").strip() if isinstance(operator.get("key"), str)
+                 else operator.get("key"), f"{label} key")
+        wanted = operator.get("spokes")
+        if wanted == "all":
+            continue
+        if not isinstance(wanted, (list, tuple)):
+            errors.append(f"{label} spokes must be 'all' or a list of spoke names, got {wanted!r}")
+            continue
+        unknown = [str(s) for s in wanted if s not in spokes]
+        if unknown:
+            errors.append(f"{label}: spoke(s) {', '.join(unknown)} are not in the inventory's spokes; fix the name "
+                          "or add the spoke")
+    return errors
+
+
+def check_hub(values):
+    """The hub role's values."""
+    errors = []
+    for hub in values.get("hubs") or ():
+        try:
+            inventory_name(hub, "hub")
+        except RuleError:
+            errors.append(f"hub {hub!r}: a hub's inventory name becomes a unit and file name on every spoke "
+                          "(revtunnel@<hub>.service); use letters, digits, '.', '_' or '-' only, and set "
+                          "revtunnel_hub_address for the address to dial")
+    _collect(errors, account, values.get("revtunnel_user"), "revtunnel_user")
+    _collect(errors, account, values.get("revtunnel_jump_user"), "revtunnel_jump_user")
+    if values.get("revtunnel_jump_user") == values.get("revtunnel_user"):
+        errors.append("revtunnel_jump_user must differ from revtunnel_user")
+    users = values.get("revtunnel_hub_local_access_users")
+    if not isinstance(users, (list, tuple)):
+        errors.append(f"revtunnel_hub_local_access_users must be a list of account names, got {users!r}")
+    else:
+        for user in users:
+            _collect(errors, account, user, "revtunnel_hub_local_access_users entry", False)
+    for name in ("revtunnel_registry_path", "revtunnel_authorized_keys_dir", "revtunnel_metrics_textfile_dir"):
+        _collect(errors, path, values.get(name), name)
+    if values.get("records_dir"):
+        _collect(errors, path, values.get("records_dir"), "revtunnel_hub_records_dir", True)
+    max_startups = values.get("revtunnel_max_startups")
+    if not isinstance(max_startups, (str, int)) or not re.fullmatch(r"\d+(:\d+:\d+)?", str(max_startups)):
+        errors.append(f"revtunnel_max_startups ({max_startups!r}) must be sshd's MaxStartups, 'start:rate:full' "
+                      "(for example 100:30:400) or one number")
+    for name, low, high in (("revtunnel_per_source_max_startups", 1, 100000),
+                            ("revtunnel_client_alive_interval", 1, 3600),
+                            ("revtunnel_client_alive_count_max", 1, 1000),
+                            ("revtunnel_reaper_idle_grace", 0, 86400),
+                            ("revtunnel_reaper_window", 1, 86400),
+                            ("revtunnel_reaper_max_replacements", 1, 10000),
+                            ("revtunnel_reaper_hold", 0, 86400),
+                            ("revtunnel_metrics_interval", 1, 86400)):
+        _collect(errors, number, values.get(name), name, low, high)
+    if str(values.get("revtunnel_metrics")).lower() not in ("true", "false", "yes", "no", "auto"):
+        errors.append(f"revtunnel_metrics ({values.get('revtunnel_metrics')!r}) must be auto, true or false")
+    errors.extend(operators(values.get("revtunnel_operators"), set(values.get("spokes") or ())))
+    return errors
+
+
+def check_client(values):
+    """The client role's own values, and every hub's and spoke's value that reaches the operator's ssh config."""
+    errors = []
+    _collect(errors, inventory_name, values.get("revtunnel_lab_name"), "revtunnel_lab_name")
+    _collect(errors, path, values.get("revtunnel_client_ssh_dir"), "revtunnel_client_ssh_dir", True)
+    for name in ("revtunnel_client_hub_user", "revtunnel_client_spoke_user"):
+        if values.get(name) is not None:
+            _collect(errors, account, values.get(name), name, False)
+    if values.get("revtunnel_client_identity_file") is not None:
+        _collect(errors, path, values.get("revtunnel_client_identity_file"), "revtunnel_client_identity_file", True)
+    if values.get("revtunnel_client_hub_address") is not None:
+        _collect(errors, address, values.get("revtunnel_client_hub_address"), "revtunnel_client_hub_address")
+    if values.get("revtunnel_client_hub_port") is not None:
+        _collect(errors, port, values.get("revtunnel_client_hub_port"), "revtunnel_client_hub_port")
+    for hub, seen in (values.get("hubs") or {}).items():
+        _collect(errors, inventory_name, hub, "hub")
+        _collect(errors, address, seen.get("address"), f"revtunnel_hub_address (or ansible_host) of hub {hub}")
+        _collect(errors, port, seen.get("port"), f"revtunnel_hub_port of hub {hub}")
+    for spoke, seen in (values.get("spokes") or {}).items():
+        _collect(errors, inventory_name, spoke, "spoke")
+        _collect(errors, forwards, seen.get("forwards"), f"revtunnel_forwards of spoke {spoke}")
+    return errors

@@ -73,13 +73,13 @@ def test_a_spoke_with_sound_values_passes(outcome, spoke):
 
 
 @pytest.mark.parametrize("spoke, words", [
-    ("pc-user", ["revtunnel_spoke_user (root)", "not root"]),
-    ("pc-home", ["revtunnel_spoke_home (var/lib/x y)", "absolute path"]),
+    ("pc-user", ["revtunnel_spoke_user ('root')", "not root"]),
+    ("pc-home", ["revtunnel_spoke_home ('var/lib/x y')", "a path starting with '/'"]),
     ("pc-address", ["revtunnel_hub_address of hub hub-1", "host name or an IP address"]),
-    ("pc-port", ["revtunnel_hub_port of hub hub-1 (22 -oProxyCommand=id)", "TCP port"]),
+    ("pc-port", ["revtunnel_hub_port of hub hub-1 ('22 -oProxyCommand=id')", "TCP port"]),
     ("pc-none", ["group 'nobody' (revtunnel_hub_group) holds no host"]),
-    ("pc-newline", ["revtunnel_spoke_user (revtunnel\n)"]),
-    ("pc-dotdot", ["revtunnel_spoke_home (/var/lib/../etc)", "without '.' or '..' parts"]),
+    ("pc-newline", ["revtunnel_spoke_user ('revtunnel\\n')"]),
+    ("pc-dotdot", ["revtunnel_spoke_home ('/var/lib/../etc')", "without '.' or '..' parts"]),
     ("pc-null", ["revtunnel_hub_address (None) must be a host name"]),
     ("hub-1", ["in both 'hub' and the spokes"]),
 ])

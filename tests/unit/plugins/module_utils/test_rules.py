@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one rulebook: every value that reaches a file ssh, sshd or systemd reads is refused when it could add a line,
+an option, a token or a comment, and the message names the variable."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+
+import pytest
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _rules
+
+HOSTILE = {
+    "a newline": "good\n    ProxyCommand sh -c 'id > /tmp/x'",
+    "a space": "two words",
+    "a percent token": "%h",
+    "a comment": "host#x",
+    "an option": "-oProxyCommand=id",
+}
+
+
+def key(seed="a"):
+    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + hashlib.sha256(seed.encode()).digest()
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
+
+
+SPOKE = {"revtunnel_hub_group": "hub", "hubs": ["hub-1"], "hub_addresses": {"hub-1": "hub.example.org"},
+         "hub_ports": {"hub-1": "22"}, "inventory_hostname": "pc-1", "revtunnel_user": "tunnel",
+         "revtunnel_spoke_user": "revtunnel", "revtunnel_spoke_home": "/var/lib/revtunnel",
+         "revtunnel_local_ssh_port": 22, "revtunnel_forwards": [{"name": "web", "port": 8080, "host": "localhost"}],
+         "revtunnel_server_alive_interval": 3, "revtunnel_server_alive_count_max": 40,
+         "revtunnel_connect_timeout": 5, "revtunnel_restart_sec": 0.2, "revtunnel_retry_jitter_ms": 2000,
+         "revtunnel_wait_timeout": 90, "revtunnel_restart_delay": 3}
+HUB = {"revtunnel_user": "tunnel", "revtunnel_jump_user": "revtunnel-jump", "revtunnel_hub_local_access_users": [],
+       "revtunnel_registry_path": "/var/lib/revtunnel/ports.json",
+       "revtunnel_authorized_keys_dir": "/etc/ssh/revtunnel",
+       "revtunnel_metrics_textfile_dir": "/var/lib/prometheus/node-exporter", "revtunnel_max_startups": "100:30:400",
+       "revtunnel_per_source_max_startups": 10, "revtunnel_client_alive_interval": 30,
+       "revtunnel_client_alive_count_max": 4, "revtunnel_reaper_idle_grace": 20, "revtunnel_reaper_window": 300,
+       "revtunnel_reaper_max_replacements": 3, "revtunnel_reaper_hold": 600, "revtunnel_metrics_interval": 30,
+       "revtunnel_metrics": "auto", "records_dir": "/srv/lab/.revtunnel", "hubs": ["hub-1"], "spokes": ["pc-1"],
+       "revtunnel_operators": [{"name": "alice", "key": key() + " alice@laptop", "spokes": ["pc-1"]}]}
+CLIENT = {"revtunnel_lab_name": "mylab", "revtunnel_client_ssh_dir": "~/.ssh", "revtunnel_client_hub_user": "alice",
+          "revtunnel_client_spoke_user": "alice.b", "revtunnel_client_identity_file": "~/.ssh/id_ed25519",
+          "revtunnel_client_hub_address": None, "revtunnel_client_hub_port": None,
+          "hubs": {"hub-1": {"address": "hub.example.org", "port": 22}},
+          "spokes": {"pc-1": {"forwards": [{"name": "web", "port": 8080}]}}}
+
+
+def test_sound_values_pass():
+    assert _rules.check_spoke(SPOKE) == []
+    assert _rules.check_hub(HUB) == []
+    assert _rules.check_client(CLIENT) == []
+
+
+def spoke_with(path, value):
+    values = {**SPOKE, "hub_addresses": dict(SPOKE["hub_addresses"]), "hub_ports": dict(SPOKE["hub_ports"])}
+    if path == "address":
+        values["hub_addresses"]["hub-1"] = value
+    elif path == "port":
+        values["hub_ports"]["hub-1"] = value
+    elif path == "forward host":
+        values["revtunnel_forwards"] = [{"name": "web", "port": 8080, "host": value}]
+    elif path == "forward port":
+        values["revtunnel_forwards"] = [{"name": "web", "port": value}]
+    else:
+        values[path] = value
+    return values
+
+
+SPOKE_VALUES = {
+    "address": "revtunnel_hub_address of hub hub-1", "port": "revtunnel_hub_port of hub hub-1",
+    "revtunnel_user": "revtunnel_user", "revtunnel_spoke_user": "revtunnel_spoke_user",
+    "revtunnel_spoke_home": "revtunnel_spoke_home", "revtunnel_local_ssh_port": "revtunnel_local_ssh_port",
+    "forward host": "revtunnel_forwards 'web' has host", "forward port": "revtunnel_forwards 'web' port",
+    "revtunnel_server_alive_interval": "revtunnel_server_alive_interval",
+    "revtunnel_connect_timeout": "revtunnel_connect_timeout", "revtunnel_restart_sec": "revtunnel_restart_sec",
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE))
+@pytest.mark.parametrize("value", list(SPOKE_VALUES))
+def test_every_spoke_value_its_files_carry_refuses_what_could_add_a_line_or_an_option(value, hostile):
+    errors = _rules.check_spoke(spoke_with(value, HOSTILE[hostile]))
+    assert len(errors) == 1 and SPOKE_VALUES[value] in errors[0], errors
+
+
+HUB_VALUES = ("revtunnel_user", "revtunnel_jump_user", "revtunnel_registry_path", "revtunnel_authorized_keys_dir",
+              "revtunnel_metrics_textfile_dir", "revtunnel_max_startups", "revtunnel_per_source_max_startups",
+              "revtunnel_client_alive_interval", "revtunnel_reaper_idle_grace", "revtunnel_metrics_interval")
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE))
+@pytest.mark.parametrize("value", HUB_VALUES)
+def test_every_hub_value_its_files_carry_refuses_what_could_add_a_line_or_an_option(value, hostile):
+    errors = _rules.check_hub({**HUB, value: HOSTILE[hostile]})
+    assert errors and value in errors[0], errors
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE))
+@pytest.mark.parametrize("field", ["name", "key", "spokes"])
+def test_an_operator_entry_refuses_hostile_values(field, hostile):
+    operator = {"name": "alice", "key": key(), "spokes": ["pc-1"]}
+    operator[field] = HOSTILE[hostile] if field != "spokes" else [HOSTILE[hostile]]
+    errors = _rules.check_hub({**HUB, "revtunnel_operators": [operator]})
+    assert errors and "revtunnel_operators" in errors[0], errors
+
+
+def test_an_operator_key_with_options_or_a_damaged_key_is_refused():
+    for bad in ('command="id" ' + key(), key()[:-8] + "AAAAAAA=", "ssh-ed25519 " + base64.b64encode(
+            struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 31) + b"x" * 31).decode()):
+        errors = _rules.check_hub({**HUB, "revtunnel_operators": [{"name": "alice", "key": bad, "spokes": "all"}]})
+        assert errors and "revtunnel_operators 'alice' key" in errors[0], (bad, errors)
+
+
+def client_with(path, value):
+    values = {**CLIENT, "hubs": {"hub-1": dict(CLIENT["hubs"]["hub-1"])},
+              "spokes": {"pc-1": {"forwards": [dict(f) for f in CLIENT["spokes"]["pc-1"]["forwards"]]}}}
+    if path == "hub address":
+        values["hubs"]["hub-1"]["address"] = value
+    elif path == "hub port":
+        values["hubs"]["hub-1"]["port"] = value
+    elif path == "forward host":
+        values["spokes"]["pc-1"]["forwards"][0]["host"] = value
+    else:
+        values[path] = value
+    return values
+
+
+CLIENT_VALUES = {
+    "revtunnel_lab_name": "revtunnel_lab_name", "revtunnel_client_ssh_dir": "revtunnel_client_ssh_dir",
+    "revtunnel_client_hub_user": "revtunnel_client_hub_user",
+    "revtunnel_client_spoke_user": "revtunnel_client_spoke_user",
+    "revtunnel_client_identity_file": "revtunnel_client_identity_file",
+    "revtunnel_client_hub_address": "revtunnel_client_hub_address",
+    "revtunnel_client_hub_port": "revtunnel_client_hub_port",
+    "hub address": "revtunnel_hub_address (or ansible_host) of hub hub-1",
+    "hub port": "revtunnel_hub_port of hub hub-1",
+    "forward host": "revtunnel_forwards of spoke pc-1",
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE))
+@pytest.mark.parametrize("value", list(CLIENT_VALUES))
+def test_every_value_of_the_operators_config_refuses_what_could_add_a_line_or_an_option(value, hostile):
+    errors = _rules.check_client(client_with(value, HOSTILE[hostile]))
+    assert len(errors) == 1 and CLIENT_VALUES[value] in errors[0], errors
+
+
+def test_addresses_and_names_that_are_plain_pass():
+    for good in ("10.1.2.3", "2001:db8::1", "hub-1.example.org"):
+        assert _rules.address(good, "x") == good
+    for bad in ("", "hub.example.", "-hub", "hub\n", "[::1]", "a b"):
+        with pytest.raises(_rules.RuleError):
+            _rules.address(bad, "x")
