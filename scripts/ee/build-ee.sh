@@ -69,7 +69,11 @@ base_recipe() {
 
 build_base() {
     local image=$1 recipe=$2 log=$work/base-build.log tmp packages excludes=() line
-    command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is missing: run make lab (or apt-get install mmdebstrap)"
+    if ! command -v mmdebstrap >/dev/null 2>&1; then
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends mmdebstrap debian-archive-keyring; } >"$log" 2>&1 \
+            || { show_log_tail "$log"; die "could not install mmdebstrap with apt-get (log: $log)"; }
+    fi
     tmp=$(mktemp -d /var/tmp/revtunnel-ee-base.XXXXXX)
     tmp_dirs+=("$tmp")
     packages=$(bash "$here/base-setup.sh" --packages | paste -sd, -)
