@@ -132,9 +132,10 @@ def lab(tmp_path_factory):
         (project / "known_hosts").write_text(
             "".join(f"{address[n]} {host_keys[n]}\n{n} {host_keys[n]}\n" for n in (HUB, *SPOKES)))
         inventory = {"all": {
+            # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False in the EE; an inventory variable outranks it.
             "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": str(key),
-                     "ansible_ssh_common_args": f"-o UserKnownHostsFile={project}/known_hosts "
-                                                "-o StrictHostKeyChecking=yes",
+                     "ansible_host_key_checking": True,
+                     "ansible_ssh_common_args": f"-o UserKnownHostsFile={project}/known_hosts",
                      "revtunnel_hub_address": address[HUB]},
             "children": {"hub": {"hosts": {HUB: {"ansible_host": address[HUB]}}},
                          "spokes": {"hosts": {n: {"ansible_host": address[n]} for n in SPOKES}}}}}
@@ -146,20 +147,28 @@ def lab(tmp_path_factory):
         (project / "site.yml").write_text(
             "---\n- name: Provision the hub and the spokes\n"
             "  ansible.builtin.import_playbook: hubspoke.revtunnel.site\n")
-        yield {"project": project, "key": key, "address": address}
+        yield {"project": project, "key": key, "address": address, "host_keys": host_keys, "inventory": inventory}
     finally:
         remove_lab()
+
+
+def navigator_options(project):
+    """The EE from the local image, on the lab's network (the EE has no Docker socket, only ssh)."""
+    return ["--ee", "true", "--mode", "stdout", "--pull-policy", "never", "--eei", IMAGE, "--ce", "docker",
+            f"--co=--network={NETWORK}", "--lf", str(project / "navigator.log")]
+
+
+def navigator_env():
+    """Nothing from this checkout's environment (the Makefile exports its config and collections path)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
 
 
 @pytest.fixture(scope="module")
 def runs(lab):
     """site.yml through navigator in the EE twice, then with the plain ansible-playbook once, each timed."""
     project = lab["project"]
-    # Nothing from this checkout's environment (the Makefile exports its config and collections path).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    navigator = [str(NAVIGATOR), "run", "site.yml", "-i", "hosts.yml", "--ee", "true", "--mode", "stdout",
-                 "--pull-policy", "never", "--eei", IMAGE, "--ce", "docker", f"--co=--network={NETWORK}",
-                 "--pae", "false", "--lf", str(project / "navigator.log")]
+    env = navigator_env()
+    navigator = [str(NAVIGATOR), "run", "site.yml", "-i", "hosts.yml", *navigator_options(project), "--pae", "false"]
     first = timed(navigator, project, env)
     second = timed(navigator, project, env) if first["rc"] == 0 else None
     plain_env = dict(env, ANSIBLE_CONFIG=str(project / "ansible.cfg"),
@@ -193,6 +202,21 @@ def test_project_directory_gives_the_ee_no_collection(lab):
     found = sorted(str(p.relative_to(lab["project"])) for p in lab["project"].rglob("*"))
     assert not [p for p in found if re.search(r"collections|roles|playbooks|plugins", p)], found
     assert {"ansible.cfg", "hosts.yml", "site.yml"} <= set(found)
+
+
+def test_the_ee_refuses_a_host_whose_key_is_not_the_pinned_one(lab):
+    # The hub's address pinned to another host's key: ssh in the EE must refuse it, not warn and go on.
+    project = lab["project"]
+    (project / "wrong_known_hosts").write_text(f"{lab['address'][HUB]} {lab['host_keys'][SPOKES[0]]}\n")
+    inventory = json.loads(json.dumps(lab["inventory"]))
+    inventory["all"]["vars"]["ansible_ssh_common_args"] = f"-o UserKnownHostsFile={project}/wrong_known_hosts"
+    (project / "wrong-hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    command = [str(NAVIGATOR), "exec", *navigator_options(project), "--",
+               "ansible", "-i", "wrong-hosts.yml", "hub", "-m", "ansible.builtin.ping"]
+    refused = timed(command, project, navigator_env())
+    assert refused["rc"] != 0, refused["output"][-3000:]
+    assert "UNREACHABLE" in refused["output"] and "Host key verification failed" in refused["output"], \
+        refused["output"][-3000:]
 
 
 def test_site_yml_converges_in_the_ee(runs):
