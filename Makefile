@@ -9,7 +9,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
 .PHONY: help venv lab demo demo-clean test unit lint sanity ansible-test-units ansible-test-integration ansible-test \
-	docs-lint test-latest build release bench bench-recovery bench-storm bench-converge clean
+	docs-lint test-latest ee test-ee build release bench bench-recovery bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
@@ -20,6 +20,8 @@ help:
 	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
 	@echo "make ansible-test  ansible-test sanity, units and integration (port_allocation on localhost)"
 	@echo "make test-latest the newest ansible-core: ansible-test in a Debian 13 container, then molecule default"
+	@echo "make ee          the execution environment image revtunnel-ee (ansible-builder, Docker; docs/usage.md)"
+	@echo "make test-ee     site.yml through ansible-navigator in that image on a Docker lab of 1 hub + 3 spokes"
 	@echo "make release     write CHANGELOG.md for galaxy.yml's version from changelogs/fragments (consumes them)"
 	@echo "make bench       port allocation benchmark (bench-recovery, bench-storm: Docker lab benchmarks)"
 	@echo "make bench-converge  site.yml seconds and tasks against a baseline commit (BENCH_ARGS='--spokes 3 --hub-only 100')"
@@ -37,8 +39,9 @@ demo: lab
 demo-clean:
 	@bash scripts/lab/demo.sh down
 
+# tests/ee needs the EE image: make test-ee.
 test: lab
-	$(BIN)/pytest -p no:cacheprovider tests
+	$(BIN)/pytest -p no:cacheprovider --ignore=tests/ee tests
 
 unit: venv
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/test_docs.py
@@ -63,6 +66,12 @@ docs-lint: venv
 test-latest: lab
 	bash scripts/test-latest.sh
 	bash scripts/test-latest-molecule.sh
+
+ee: venv
+	bash scripts/ee/build-ee.sh
+
+test-ee: lab ee
+	$(BIN)/pytest -p no:cacheprovider tests/ee
 
 release: venv
 	$(BIN)/antsibull-changelog lint

@@ -17,8 +17,8 @@ BIN = Path(sys.executable).parent
 TOOLS_ENV = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
 
 # Development files that must stay out of the Galaxy tarball (galaxy.yml's build_ignore).
-DEV_FILES = ("Makefile", "ansible.cfg", "pyproject.toml", "requirements.txt", "requirements-dev.txt", ".ansible-lint",
-             ".yamllint", ".gitignore")
+DEV_FILES = ("Makefile", "ansible.cfg", "execution-environment.yml", "pyproject.toml", "requirements.txt",
+             "requirements-dev.txt", ".ansible-lint", ".yamllint", ".gitignore")
 DEV_DIRS = ("extensions/", "tests/", "bench/", "scripts/", ".ci/", ".config/", ".venv/", "collections/", "molecule/")
 
 

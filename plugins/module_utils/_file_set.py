@@ -23,6 +23,11 @@ import stat
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs
 
+try:
+    from ansible.module_utils.compat import selinux as _selinux
+except ImportError:  # no libselinux on this host, so no SELinux either
+    _selinux = None
+
 _MODE = re.compile(r"^0?[0-7]{3}$")
 # Diffs of bigger files are left out; the change is still reported.
 DIFF_LIMIT = 128 * 1024
@@ -100,6 +105,7 @@ def ensure_directory(path, mode=None, uid=None, gid=None, check_mode=False):
                 os.makedirs(parent, 0o755)
             os.mkdir(path, 0o700)
             _fix_attributes(path, 0o755 if mode is None else mode, uid, gid)
+            restore_selinux_context(path)
         return True
     if not stat.S_ISDIR(info.st_mode):
         raise FileSetError(f"{path} exists and is not a directory")
@@ -210,6 +216,10 @@ def apply(directories, files, check_mode=False, want_diff=False, run=None):
                     _fix_attributes(path, entry.get("mode"), entry.get("uid"), entry.get("gid"))
                 elif action == "remove":
                     os.unlink(path)
+            # Once every file holds its new content, so a refusal here cannot leave the set half written.
+            for entry, action, _before in plans:
+                if action == "write":
+                    restore_selinux_context(entry["path"])
         finally:
             _fs.discard(staged.values())
         touched = {os.path.dirname(e["path"]) or "." for e, action, _b in plans if action in ("write", "remove")}
@@ -273,3 +283,26 @@ def prepare_entries(entries, check_mode, content):
                 item["content"] = _content(entry)
         prepared.append(item)
     return prepared
+def restore_selinux_context(path, selinux=None):
+    """Give PATH the SELinux context the policy names for it, when SELinux is on; True when that changed it.
+
+    A file renamed into place keeps the context its temporary file took from the directory, and a new directory
+    takes its parent's: not always what the policy names for that path, which is what restorecon mends.
+    SELINUX is libselinux (is_selinux_enabled, matchpathcon, lgetfilecon_raw, lsetfilecon), by default through
+    ansible-core's binding, the one AnsibleModule uses; None where the host has no libselinux.
+    """
+    selinux = _selinux if selinux is None else selinux
+    if selinux is None or selinux.is_selinux_enabled() != 1:
+        return False
+    try:
+        wanted = selinux.matchpathcon(path, os.lstat(path).st_mode)[1]
+    except OSError:
+        # The policy names no context for this path: the one it has stays.
+        return False
+    if selinux.lgetfilecon_raw(path)[1] == wanted:
+        return False
+    try:
+        selinux.lsetfilecon(path, wanted)
+    except OSError as exc:
+        raise FileSetError(f"{path}: cannot give it the SELinux context {wanted}: {exc.strerror}") from None
+    return True

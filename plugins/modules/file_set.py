@@ -26,6 +26,9 @@ description:
   - Symbolic links and directories are never replaced by a file; such an entry fails and names its path.
     O(files[].state=absent) removes a file or a link, never what a link points to.
   - A path listed twice, or as both a directory and a file, fails the call before anything changes.
+  - Where SELinux is enabled, each file written and each directory made gets the context the policy names
+    for its path, as C(restorecon) would give it; a file's context is left as it is when only its mode or
+    owner is mended.
 author:
   - hubspoke.revtunnel developers (@hubspoke)
 options:
