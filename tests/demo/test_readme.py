@@ -9,8 +9,11 @@ What the page leaves to the reader, the test does, and only that:
 - ${EDITOR}: the "editor" describes the demo lab in the copied inventory: hosts.yml becomes the demo's
   lab/demo/hosts.yml, and group_vars/all.yml's revtunnel_hub_address the hub's container name;
 - "your accounts": $USER is admin, the account the lab's hub and spokes give this machine's demo key;
-- "Add `Include ...` at the top of ~/.ssh/config": HOME is a fresh directory whose .ssh/config has that
-  line, and whose key (.ssh/id_ed25519) is the demo key that `make demo` makes for this machine.
+- "Add `Include ...` at the top of ~/.ssh/config": the reader's home is a fresh directory whose .ssh/config
+  has that line, and whose key (.ssh/id_ed25519) is the demo key that `make demo` makes for this machine.
+  ssh takes its home from the password database, not from $HOME, so the script runs in a mount namespace
+  (`unshare --mount`, root only) where that directory is mounted on the home directory: ssh, Ansible and
+  the shell all see it, and the real one is never written to. pip's cache is the machine's, mounted in.
 Nothing else runs in between.
 
 REVTUNNEL_README_TEST_VENV=<venv>: link that venv into the clone instead of letting `make demo` build one
@@ -19,6 +22,7 @@ The whole transcript: .cache/test-readme.log.
 """
 
 import os
+import pwd
 import re
 import shlex
 import subprocess
@@ -96,6 +100,7 @@ def test_the_front_page_works_as_written_in_a_fresh_clone(clone, tmp_path):
         (clone / ".venv").symlink_to(venv)
 
     home = tmp_path / "home"
+    real_home = pwd.getpwuid(os.getuid()).pw_dir
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh").chmod(0o700)
     (home / ".ssh" / "config").write_text(include.group(1) + "\n")
@@ -104,8 +109,13 @@ def test_the_front_page_works_as_written_in_a_fresh_clone(clone, tmp_path):
     editor = tmp_path / "editor"
     editor.write_text(EDITOR)
     editor.chmod(0o755)
-    # pip's cache is the machine's, not the fresh HOME's: a new user's machine has one after the first try.
-    pip_cache = os.environ.get("PIP_CACHE_DIR", os.path.expanduser("~/.cache/pip"))
+    # The fresh home on top of the real one, in this namespace only; pip's cache stays the machine's.
+    mounts = []
+    pip_cache = os.path.join(real_home, ".cache", "pip")
+    if os.path.isdir(pip_cache):
+        (home / ".cache" / "pip").mkdir(parents=True)
+        mounts.append(f"mount --bind {shlex.quote(pip_cache)} {shlex.quote(str(home / '.cache' / 'pip'))}")
+    mounts.append(f"mount --bind {shlex.quote(str(home))} {shlex.quote(real_home)}")
 
     script = ["set -e -o pipefail"]
     for number, block in enumerate(blocks):
@@ -113,13 +123,17 @@ def test_the_front_page_works_as_written_in_a_fresh_clone(clone, tmp_path):
         # The demo itself never touches ~/.ssh.
         script += ["ls -A ~/.ssh"]
     script += [f"echo '{MARK} {len(blocks)}'"]
-    env = plain_env(clone, HOME=str(home), USER="admin", EDITOR=str(editor), PIP_CACHE_DIR=pip_cache)
+    env = plain_env(clone, HOME=real_home, USER="admin", EDITOR=str(editor))
     env.pop("VISUAL", None)
+    inner = " && ".join([*mounts, f"cd {shlex.quote(str(clone))}", f"exec bash -c {shlex.quote(chr(10).join(script))}"])
+    real_ssh = os.path.join(real_home, ".ssh")
+    real_ssh_before = sorted(os.listdir(real_ssh)) if os.path.isdir(real_ssh) else None
     LOG.parent.mkdir(exist_ok=True)
     with LOG.open("w") as log:
-        proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=clone, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=2400, check=False)
+        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner], cwd=clone,
+                              env=env, stdout=log, stderr=subprocess.STDOUT, timeout=2400, check=False)
     transcript = LOG.read_text(errors="replace")
+    assert (sorted(os.listdir(real_ssh)) if os.path.isdir(real_ssh) else None) == real_ssh_before
     assert proc.returncode == 0, f"a README command failed (full transcript: {LOG}):\n{transcript[-6000:]}"
 
     demo = between_marks(transcript, block_running(blocks, "make demo"))
