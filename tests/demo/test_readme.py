@@ -13,7 +13,9 @@ What the page leaves to the reader, the test does, and only that:
   has that line, and whose key (.ssh/id_ed25519) is the demo key that `make demo` makes for this machine.
   ssh takes its home from the password database, not from $HOME, so the script runs in a mount namespace
   (`unshare --mount`, root only) where that directory is mounted on the home directory: ssh, Ansible and
-  the shell all see it, and the real one is never written to. pip's cache is the machine's, mounted in.
+  the shell all see it, and the real one is never written to. Mounted into it from the real home: .cache
+  (pip's cache is the machine's), and the Python of a venv linked with REVTUNNEL_README_TEST_VENV when it
+  lives there (pyenv).
 Nothing else runs in between.
 
 REVTUNNEL_README_TEST_VENV=<venv>: link that venv into the clone instead of letting `make demo` build one
@@ -27,6 +29,7 @@ import re
 import shlex
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 from demolab import ROOT, plain_env, running_demo_containers
@@ -109,13 +112,19 @@ def test_the_front_page_works_as_written_in_a_fresh_clone(clone, tmp_path):
     editor = tmp_path / "editor"
     editor.write_text(EDITOR)
     editor.chmod(0o755)
-    # The fresh home on top of the real one, in this namespace only; pip's cache stays the machine's.
+    # The fresh home on top of the real one, in this namespace only, with the real home's caches.
+    keep = {".cache"}
+    if venv:
+        python_home = Path(os.path.realpath(Path(venv) / "bin" / "python3"))
+        if python_home.is_relative_to(real_home):
+            keep.add(python_home.relative_to(real_home).parts[0])
     mounts = []
-    pip_cache = os.path.join(real_home, ".cache", "pip")
-    if os.path.isdir(pip_cache):
-        (home / ".cache" / "pip").mkdir(parents=True)
-        mounts.append(f"mount --bind {shlex.quote(pip_cache)} {shlex.quote(str(home / '.cache' / 'pip'))}")
-    mounts.append(f"mount --bind {shlex.quote(str(home))} {shlex.quote(real_home)}")
+    for name in sorted(keep):
+        if os.path.isdir(os.path.join(real_home, name)):
+            (home / name).mkdir(parents=True, exist_ok=True)
+            mounts.append(f"mount --bind {shlex.quote(os.path.join(real_home, name))} {shlex.quote(str(home / name))}")
+    # --rbind: the home with the mounts just made inside it.
+    mounts.append(f"mount --rbind {shlex.quote(str(home))} {shlex.quote(real_home)}")
 
     script = ["set -e -o pipefail"]
     for number, block in enumerate(blocks):
@@ -142,7 +151,8 @@ def test_the_front_page_works_as_written_in_a_fresh_clone(clone, tmp_path):
 
     # "the demo's inventory; a second run changes nothing"
     rerun = between_marks(transcript, block_running(blocks, "ansible-playbook site.yml -i lab/demo/hosts.yml"))
-    recap = re.findall(r"^(lab-\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", rerun, re.M)
+    site_recap = rerun.split("PLAY RECAP", 2)[1]
+    recap = re.findall(r"^(lab-\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", site_recap, re.M)
     assert sorted(recap) == [("lab-hub", "0"), ("lab-pc-1", "0"), ("lab-pc-2", "0")], rerun
     assert re.search(r"^lab-pc-1$", rerun, re.M), rerun
     assert re.search(r"\(item=lab-pc-2 +ssh +10001 +up ", rerun), rerun
