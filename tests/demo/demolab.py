@@ -4,8 +4,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_INVENTORY = ROOT / "lab" / "demo" / "hosts.yml"
 DEMO_CONTAINERS = {f"revtunnel-demo-{name}" for name in ("lab-hub", "lab-pc-1", "lab-pc-2", "operator")}
@@ -31,17 +29,3 @@ def running_demo_containers():
     out = subprocess.run(["docker", "ps", "--filter", "label=revtunnel.lab=demo", "--format", "{{.Names}}"],
                          capture_output=True, text=True, check=True).stdout
     return set(out.split())
-
-
-@pytest.fixture(scope="session")
-def demo_lab():
-    """The demo lab's inventory: the running lab, or one started here (`demo.sh up`) and removed afterwards."""
-    started = False
-    if not (DEMO_INVENTORY.is_file() and running_demo_containers() >= DEMO_CONTAINERS):
-        proc = subprocess.run(["bash", ROOT / "scripts/lab/demo.sh", "up"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=1800, check=False)
-        assert proc.returncode == 0, f"demo.sh up failed:\n{proc.stdout}\n{proc.stderr}"
-        started = True
-    yield DEMO_INVENTORY
-    if started:
-        subprocess.run(["bash", ROOT / "scripts/lab/demo.sh", "down"], cwd=ROOT, capture_output=True, check=False)
