@@ -2,19 +2,22 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-export PATH := $(BIN):$(PATH)
+# .cache/test-tools/bin: promtool, extracted by scripts/test-tools.sh (make test-tools).
+export PATH := $(BIN):$(CURDIR)/.cache/test-tools/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help venv lab demo demo-clean test unit lint sanity ansible-test-units ansible-test-integration ansible-test \
-	docs-lint test-latest ee test-ee build release bench bench-recovery bench-storm bench-converge clean
+.PHONY: help venv test-tools lab demo demo-clean test test-readme unit lint sanity ansible-test-units \
+	ansible-test-integration ansible-test docs-lint test-latest ee test-ee build release bench bench-recovery \
+	bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
 	@echo "make demo-clean  remove the demo lab"
 	@echo "make test        every check: unit tests, linters, collection build, molecule scenarios"
+	@echo "make test-readme the README's front page, command by command, in a fresh clone against the demo lab"
 	@echo "make unit        unit tests only (no Docker)"
 	@echo "make lint        ansible-lint, yamllint, ruff, ansible-test sanity, antsibull-docs, changelog lint, build"
 	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
@@ -29,33 +32,42 @@ help:
 venv:
 	@bash scripts/bootstrap.sh
 
+# shellcheck and promtool: the tests' own tools, which make demo does not install.
+test-tools:
+	@bash scripts/test-tools.sh
+
 lab: venv
 	@bash scripts/lab/ensure-docker.sh
 	@bash scripts/lab/build-images.sh
 
-demo: lab
+# demo.sh runs its own phases (venv, Docker, images, lab), each on one line with its time.
+demo:
 	@bash scripts/lab/demo.sh up
 
 demo-clean:
 	@bash scripts/lab/demo.sh down
 
-# tests/ee needs the EE image: make test-ee.
-test: lab
-	$(BIN)/pytest -p no:cacheprovider --ignore=tests/ee tests
+# tests/ee needs the EE image (make test-ee); the README test clones the checkout and runs make demo in the clone
+# (make test-readme). CI runs all three (.ci/run).
+test: lab test-tools
+	$(BIN)/pytest -p no:cacheprovider tests --ignore=tests/ee --ignore=tests/demo/test_readme.py
 
-unit: venv
+test-readme: lab
+	$(BIN)/pytest -p no:cacheprovider tests/demo/test_readme.py
+
+unit: venv test-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/test_docs.py
 
-lint: venv
+lint: venv test-tools
 	$(BIN)/pytest -p no:cacheprovider tests/test_quality.py
 
-sanity: venv
+sanity: venv test-tools
 	bash scripts/ansible-test.sh sanity
 
-ansible-test-units: venv
+ansible-test-units: venv test-tools
 	bash scripts/ansible-test.sh units
 
-ansible-test-integration: venv
+ansible-test-integration: venv test-tools
 	bash scripts/ansible-test.sh integration port_allocation
 
 ansible-test: sanity ansible-test-units ansible-test-integration
@@ -63,7 +75,7 @@ ansible-test: sanity ansible-test-units ansible-test-integration
 docs-lint: venv
 	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
-test-latest: lab
+test-latest: lab test-tools
 	bash scripts/test-latest.sh
 	bash scripts/test-latest-molecule.sh
 

@@ -22,10 +22,10 @@ trap 'rm -rf "$src"' EXIT
 mounts=(-v "$src:/src:ro" -v revtunnel-latest-pip:/root/.cache/pip -v revtunnel-latest-ansible-test:/root/.ansible/test)
 # The host's CA bundle: it trusts whatever the host trusts on the way to the package index.
 [[ -f "$ca_bundle" ]] && mounts+=(-v "$ca_bundle:$ca_bundle:ro" -e "PIP_CERT=$ca_bundle")
-# The unit tests check the metrics and alert rules with promtool: the host's (bootstrap.sh installs Debian's
-# prometheus), lent read-only; one binary instead of the whole package in the throw-away container.
+# The unit tests check the metrics and alert rules with promtool: the host's (scripts/test-tools.sh extracts
+# Debian's), lent read-only; one binary instead of the whole package in the throw-away container.
 promtool=$(command -v promtool || true)
-[[ -n "$promtool" ]] || { echo "test-latest: promtool is missing on the host: run make venv (bootstrap.sh)" >&2; exit 1; }
+[[ -n "$promtool" ]] || { echo "test-latest: promtool is missing on the host: run make test-tools" >&2; exit 1; }
 mounts+=(-v "$promtool:/usr/local/bin/promtool:ro")
 
 docker run --rm -i "${mounts[@]}" -e "CORE=$core" --entrypoint /bin/bash "$image" -s <<'EOF'

@@ -40,7 +40,7 @@ install_docker() {
     local log=/var/tmp/revtunnel-docker-apt.log
     note "installing docker.io with apt-get (log: $log)"
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        && DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq --no-install-recommends \
             docker.io iptables ca-certificates; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2 || true
         die "apt-get could not install docker.io (log: $log)"

@@ -85,7 +85,7 @@ def test_history_shows_the_stop_and_the_start():
 def test_promtool_accepts_the_real_metrics_file(tmp_path):
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool is missing on the controller: install Debian's `prometheus` (scripts/bootstrap.sh)")
+        pytest.fail("promtool is missing on the controller: run `make test-tools` and run the tests through make")
     text = lab_host(hub_name()).file(PROM).content_string
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr + text

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests of revtunnel_metrics: state between runs, Prometheus text, atomic writes, history, reaper counts.
 
-promtool (Debian's `prometheus` package, installed by scripts/bootstrap.sh) judges the metrics and the
+promtool (from Debian's `prometheus` package, extracted by scripts/test-tools.sh) judges the metrics and the
 alert rules; these tests fail, not skip, without it.
 """
 
@@ -25,9 +25,10 @@ FP_B = "SHA256:9Vo86ajRB+Xv8Wpg1KukUp2Bftjr+6SmQTUztZ2Ck7g"
 
 
 def promtool():
-    path = shutil.which("promtool")
+    # On PATH, or where `make test-tools` extracts it (pytest may be started without make's PATH).
+    path = shutil.which("promtool") or shutil.which("promtool", path=str(ROOT / ".cache" / "test-tools" / "bin"))
     if path is None:
-        pytest.fail("promtool is missing: install Debian's `prometheus` package (scripts/bootstrap.sh does)")
+        pytest.fail("promtool is missing: run `make test-tools` (extracts Debian's promtool to .cache/test-tools/bin)")
     return path
 
 
