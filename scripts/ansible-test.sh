@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run ansible-test on this checkout: scripts/ansible-test.sh sanity|units|integration [ansible-test options].
+# units run the Galaxy way (--venv --requirements, a clean environment); sanity and integration use --local.
 #
 # ansible-test only runs from a directory .../ansible_collections/<namespace>/<name>, and it resolves
 # symlinks, so the collections/ link that bootstrap.sh makes does not do: the checkout's files (tracked
@@ -55,4 +56,12 @@ export PIP_QUIET=${PIP_QUIET:-2}
 python_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 cd "$dest"
 echo "ansible-test $command in $dest (Python $python_version, $("$python" -c 'import ansible; print("ansible-core", ansible.__version__)'))"
+if [[ $command == units ]]; then
+    # As a Galaxy maintainer runs them: ansible-test's own venv with the collection's test requirements, and no
+    # PATH of this project's (the tests find ansible-playbook as a module and promtool lives with the lab tests).
+    env -i HOME="$HOME" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        ${PIP_CERT:+PIP_CERT="$PIP_CERT"} PIP_QUIET="$PIP_QUIET" \
+        "$ansible_test" units --venv --python "$python_version" --requirements --color no "$@"
+    exit
+fi
 "$ansible_test" "$command" --local --python "$python_version" --color no "$@"

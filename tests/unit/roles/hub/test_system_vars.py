@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
 DEBIAN = {"sshd": "ssh", "nologin": "/usr/sbin/nologin"}
 REDHAT = {"sshd": "sshd", "nologin": "/sbin/nologin"}
 # host: (distribution, major version, os_family) as ansible.builtin.setup reports them, and what the hub needs.
@@ -55,9 +54,11 @@ def picked(tmp_path_factory, collections_root):
             "msg": {"sshd": "{{ _revtunnel_sshd_service }}", "nologin": "{{ _revtunnel_nologin }}"}}}]}]
     (where / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (where / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="json",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="task_report",
+               ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).resolve().parents[2] / "callback_plugins"),
                ANSIBLE_CONFIG=str(where / "none.cfg"))
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(where / "hosts.yml"), str(where / "play.yml")],
+    playbook = [sys.executable, "-m", "ansible.cli.playbook", "-i", str(where / "hosts.yml"), str(where / "play.yml")]
+    proc = subprocess.run(playbook,
                           capture_output=True, text=True, env=env, cwd=where, timeout=300, check=False)
     report = json.loads(proc.stdout)
     tasks = {task["task"]["name"].split(" : ", 1)[-1]: task["hosts"] for task in report["plays"][0]["tasks"]}

@@ -23,8 +23,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
-
 
 def _serve_banner(listener, stop):
     listener.settimeout(0.1)
@@ -75,10 +73,13 @@ def outcome(tmp_path_factory, collections_root):
         {"name": "Go on", "ansible.builtin.debug": {"msg": "went on"}}]}]
     (where / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (where / "play.yml").write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="json",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="task_report",
+               ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).resolve().parents[2] / "callback_plugins"),
                ANSIBLE_CONFIG=str(where / "none.cfg"), ANSIBLE_HOST_KEY_CHECKING="false")
     try:
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(where / "hosts.yml"), str(where / "play.yml")],
+        playbook = [sys.executable, "-m", "ansible.cli.playbook", "-i", str(where / "hosts.yml"),
+                    str(where / "play.yml")]
+        proc = subprocess.run(playbook,
                               capture_output=True, text=True, env=env, cwd=where, timeout=300, check=False)
     finally:
         stop.set()

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
-
 INVENTORY = {
     "all": {
         "vars": {"ansible_connection": "local"},
@@ -58,9 +56,11 @@ def outcome(tmp_path_factory, collections_root):
     where = tmp_path_factory.mktemp("preflight")
     (where / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
     (where / "play.yml").write_text(yaml.safe_dump(PLAYBOOK))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="json",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_root), ANSIBLE_STDOUT_CALLBACK="task_report",
+               ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).resolve().parents[2] / "callback_plugins"),
                ANSIBLE_CONFIG=str(where / "none.cfg"), ANSIBLE_LOCALHOST_WARNING="false")
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(where / "hosts.yml"), str(where / "play.yml")],
+    playbook = [sys.executable, "-m", "ansible.cli.playbook", "-i", str(where / "hosts.yml"), str(where / "play.yml")]
+    proc = subprocess.run(playbook,
                           capture_output=True, text=True, env=env, cwd=where, timeout=300, check=False)
     report = json.loads(proc.stdout)
     task = report["plays"][0]["tasks"][-1]
