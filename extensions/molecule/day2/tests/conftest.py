@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "tests" / "lab"))
 
-from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook  # noqa: E402
+from labtest import ROOT, group, hub, journal, lab_host, registry, run_playbook, wait_for  # noqa: E402
 
 # Re-exported: the scenario's tests import the helpers from here and pytest finds the fixtures here.
-__all__ = ["ROOT", "group", "hub", "journal", "lab_host", "registry", "run_playbook"]
+__all__ = ["ROOT", "group", "hub", "journal", "lab_host", "registry", "run_playbook", "wait_for"]
