@@ -9,13 +9,15 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
 .PHONY: help venv lab demo demo-clean test unit lint sanity ansible-test-units ansible-test-integration ansible-test \
-	docs-lint test-latest build release bench bench-recovery bench-storm bench-converge clean
+	docs docs-test docs-lint test-latest build release bench bench-recovery bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
 	@echo "make demo-clean  remove the demo lab"
 	@echo "make test        every check: unit tests, linters, collection build, molecule scenarios"
 	@echo "make unit        unit tests only (no Docker)"
+	@echo "make docs        the HTML docs site (antsibull-docs, Sphinx): .cache/docs-site/build/html/index.html"
+	@echo "make docs-test   build the docs site and check it in headless Chromium (part of make test)"
 	@echo "make lint        ansible-lint, yamllint, ruff, ansible-test sanity, antsibull-docs, changelog lint, build"
 	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
 	@echo "make ansible-test  ansible-test sanity, units and integration (port_allocation on localhost)"
@@ -38,6 +40,7 @@ demo-clean:
 	@bash scripts/lab/demo.sh down
 
 test: lab
+	bash scripts/docs/ensure-chromium.sh
 	$(BIN)/pytest -p no:cacheprovider tests
 
 unit: venv
@@ -56,6 +59,13 @@ ansible-test-integration: venv
 	bash scripts/ansible-test.sh integration port_allocation
 
 ansible-test: sanity ansible-test-units ansible-test-integration
+
+docs: venv
+	bash scripts/docs/build-site.sh
+
+docs-test: venv
+	bash scripts/docs/ensure-chromium.sh
+	$(BIN)/pytest -p no:cacheprovider tests/docs
 
 docs-lint: venv
 	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
