@@ -10,8 +10,8 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
 .PHONY: help venv test-tools lab demo demo-clean test test-readme unit lint sanity ansible-test-units \
-	ansible-test-integration ansible-test docs-lint test-latest ee test-ee build release bench bench-recovery \
-	bench-storm bench-converge clean
+	ansible-test-integration ansible-test docs docs-test docs-lint test-latest ee test-ee build release bench \
+	bench-recovery bench-storm bench-converge clean
 
 help:
 	@echo "make demo        build a local Docker lab (hub, 2 spokes, operator), run site.yml, prove it"
@@ -19,6 +19,8 @@ help:
 	@echo "make test        every check: unit tests, linters, collection build, molecule scenarios"
 	@echo "make test-readme the README's front page, command by command, in a fresh clone against the demo lab"
 	@echo "make unit        unit tests only (no Docker)"
+	@echo "make docs        the HTML docs site (antsibull-docs, Sphinx): .cache/docs-site/build/html/index.html"
+	@echo "make docs-test   build the docs site and check it in headless Chromium (part of make test)"
 	@echo "make lint        ansible-lint, yamllint, ruff, ansible-test sanity, antsibull-docs, changelog lint, build"
 	@echo "make sanity      ansible-test sanity on a collection-shaped copy of the checkout"
 	@echo "make ansible-test  ansible-test sanity, units and integration (port_allocation on localhost)"
@@ -48,8 +50,9 @@ demo-clean:
 	@bash scripts/lab/demo.sh down
 
 # tests/ee needs the EE image (make test-ee); the README test clones the checkout and runs make demo in the clone
-# (make test-readme). CI runs all three (.ci/run).
+# (make test-readme). CI runs all three (.ci/run). The docs site's test needs Debian's chromium.
 test: lab test-tools
+	bash scripts/docs/ensure-chromium.sh
 	$(BIN)/pytest -p no:cacheprovider tests --ignore=tests/ee --ignore=tests/demo/test_readme.py
 
 test-readme: lab
@@ -71,6 +74,13 @@ ansible-test-integration: venv test-tools
 	bash scripts/ansible-test.sh integration port_allocation
 
 ansible-test: sanity ansible-test-units ansible-test-integration
+
+docs: venv
+	bash scripts/docs/build-site.sh
+
+docs-test: venv
+	bash scripts/docs/ensure-chromium.sh
+	$(BIN)/pytest -p no:cacheprovider tests/docs
 
 docs-lint: venv
 	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
