@@ -179,6 +179,11 @@ options:
       - This is how a hub that was re-installed gets every spoke back without contacting one. Spokes that
         O(spokes) does not list are still pruned with O(prune=true).
     type: dict
+  authorized_keys_group:
+    description:
+      - The group that may read O(authorized_keys) besides root, normally the tunnel account's own group.
+    type: str
+    version_added: 1.2.0
   require_keys:
     description:
       - Spokes this run did not reach. The run fails before it writes anything when one of them would be
@@ -416,6 +421,7 @@ def main():
             forget=_key_change_spec(),
             restore=dict(type="dict"),
             require_keys=dict(type="list", elements="str", default=[], no_log=False),
+            authorized_keys_group=dict(type="str"),
             # read by the action plugin on the controller, which never passes them on
             records_dir=dict(type="path"),
             hub=dict(type="str"),
@@ -437,6 +443,7 @@ def main():
             check_mode=module.check_mode,
             restore=params["restore"],
             require_keys=params["require_keys"],
+            authorized_keys_group=params["authorized_keys_group"],
         )
     except RuleError as exc:
         # input or registry problems: the message already says what to change

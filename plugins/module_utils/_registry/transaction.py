@@ -12,6 +12,7 @@ read without the lock (writers replace them by rename, so a read always sees a w
 
 from __future__ import annotations
 
+import grp
 import os
 from dataclasses import dataclass, field, replace
 
@@ -178,7 +179,7 @@ def _restore(current, restore, result):
 
 
 def _transaction(path, request, range_start, range_end, prune, check_mode, listening_ports, proc_net_paths,
-                 updated, authorized_keys, require_keys):
+                 updated, authorized_keys, require_keys, authorized_keys_gid):
     raw = _read_file(path, "path")
     if raw is None:
         version, current, stored_range = document.REGISTRY_VERSION, {}, None
@@ -255,12 +256,14 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
         result.registry_after = result.registry_before
 
     keys_data = None
+    keys_mended = False
     if authorized_keys:
         result.authorized_keys = authorized_keys
         keys_data = _keys.render(spokes, path)
         result.authorized_keys_before = keys_raw.decode("utf-8", "replace") if keys_raw is not None else ""
         result.authorized_keys_after = keys_data.decode("utf-8")
-        result.authorized_keys_changed = keys_raw != keys_data
+        keys_mended = keys_raw == keys_data and _keys.attributes_differ(authorized_keys, authorized_keys_gid)
+        result.authorized_keys_changed = keys_raw != keys_data or keys_mended
 
     if check_mode:
         return result
@@ -268,8 +271,10 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
         _fs.remove_stale_temps(path)
         result.backup_file = storage.write(path, new_data, previous=raw)
         result.written = True
-    if result.authorized_keys_changed:
-        _keys.write(authorized_keys, keys_data)
+    if result.authorized_keys_changed and not keys_mended:
+        _keys.write(authorized_keys, keys_data, authorized_keys_gid)
+    elif keys_mended:
+        _keys.mend(authorized_keys, authorized_keys_gid)
     return result
 
 
@@ -282,7 +287,7 @@ def _check_path(path, option, example):
 
 def run_transaction(path, request, range_start=None, range_end=None, prune=False, check_mode=False,
                     authorized_keys=None, listening_ports=None, proc_net_paths=None, lock_timeout=None,
-                    updated=None, require_keys=()):
+                    updated=None, require_keys=(), authorized_keys_gid=None):
     """The locked run of a validated ``request`` (request.prepare_request)."""
     range_start = _request.DEFAULT_RANGE_START if range_start is None else range_start
     range_end = _request.DEFAULT_RANGE_END if range_end is None else range_end
@@ -294,7 +299,7 @@ def run_transaction(path, request, range_start=None, range_end=None, prune=False
         if os.path.abspath(authorized_keys) == os.path.abspath(path):
             raise RegistryError(f"authorized_keys and path are both {path}: give them different files")
     args = (path, request, range_start, range_end, prune, check_mode, listening_ports, proc_net_paths,
-            updated, authorized_keys, tuple(require_keys or ()))
+            updated, authorized_keys, tuple(require_keys or ()), authorized_keys_gid)
     if check_mode:
         return _transaction(*args)
     _fs.ensure_parents(path, storage.DIR_MODE)
@@ -304,7 +309,7 @@ def run_transaction(path, request, range_start=None, range_end=None, prune=False
 
 def sync_registry(path=DEFAULT_PATH, spokes=None, trust=None, forget=None, authorized_keys=None,
                   range_start=None, range_end=None, prune=False, check_mode=False, restore=None,
-                  require_keys=None, **internal):
+                  require_keys=None, authorized_keys_group=None, **internal):
     """The module spoke_registry: validate every input, then one locked transaction.
 
     ``internal`` passes listening_ports, proc_net_paths, lock_timeout and updated (tests, bench).
@@ -313,9 +318,17 @@ def sync_registry(path=DEFAULT_PATH, spokes=None, trust=None, forget=None, autho
     request = _request.prepare_request(spokes, trust, forget, range_start, range_end, restore=restore)
     for name in require_keys or ():
         _rules.inventory_name(name, "require_keys")
+    gid = None
+    if authorized_keys_group is not None:
+        try:
+            gid = grp.getgrnam(_rules.account(authorized_keys_group, "authorized_keys_group", False)).gr_gid
+        except KeyError:
+            if not check_mode:
+                raise RegistryError(f"authorized_keys_group {authorized_keys_group!r} does not exist on this host: "
+                                    "create the tunnel account first") from None
     return run_transaction(path, request, range_start=range_start, range_end=range_end, prune=prune,
                            check_mode=check_mode, authorized_keys=authorized_keys, require_keys=require_keys,
-                           **internal)
+                           authorized_keys_gid=gid, **internal)
 
 
 @dataclass

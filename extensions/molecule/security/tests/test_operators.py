@@ -49,7 +49,7 @@ def land(operator, who, spoke, port):
 
 def test_jump_keys_give_each_operator_exactly_the_ssh_ports_of_her_spokes(hub, registry):
     f = hub.file(JUMP_KEYS)
-    assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
+    assert (f.user, f.group, f.mode) == ("root", "revtunnel-jump", 0o640)
     lines = {ln.split()[-1]: ln for ln in f.content_string.splitlines() if ln and not ln.startswith("#")}
     ssh_port = {name: registry["ports"][name]["ssh"] for name in SPOKES}
     assert sorted(lines) == ["alice", "bob"]  # carol has no spoke, so no line and no access at all

@@ -25,15 +25,25 @@ def test_tunnel_account_cannot_change_its_authorized_keys(hub):
         assert res.rc != 0, what
         assert "Permission denied" in res.stderr or "Operation not permitted" in res.stderr, (what, res.stderr)
     assert hub.file(KEYS).sha256sum == before
-    for path in ("/etc/ssh", "/etc/ssh/revtunnel", KEYS):
+    for path in ("/etc/ssh", "/etc/ssh/revtunnel"):
         f = hub.file(path)
         assert (f.user, f.group) == ("root", "root") and not f.mode & 0o022, path
+    f = hub.file(KEYS)
+    assert (f.user, f.group, f.mode) == ("root", "tunnel", 0o640)
     # StrictModes makes sshd itself ignore the file should anyone make it writable by others.
     assert "strictmodes yes" in hub.check_output("sshd -T")
 
 
+def test_no_other_hub_account_reads_which_spoke_holds_which_port(hub):
+    # sshd opens the file as the tunnel account, so its group reads it; any other account of the hub does not.
+    hub.check_output("id rt-sec-nosy >/dev/null 2>&1 || useradd --no-create-home rt-sec-nosy")
+    for path in (KEYS, "/etc/ssh/revtunnel/jump_authorized_keys"):
+        res = hub.run(f"runuser -u rt-sec-nosy -- cat {path}")
+        assert res.rc != 0 and "Permission denied" in res.stderr, (path, res)
+
+
 def test_tunnel_account_has_no_way_to_read_its_authorized_keys_over_ssh(hub):
-    # The file is world-readable on purpose: sshd opens it with the tunnel account's uid, and it holds
+    # The tunnel account's group reads the file, since sshd opens it with the tunnel account's uid; it holds
     # public keys and port numbers only. What the key holder lacks is any process on the hub that could
     # read it: no shell, no command, no sftp (test_tunnel_key_attacks checks those refusals).
     assert as_tunnel(hub, f"cat {KEYS}").rc == 0

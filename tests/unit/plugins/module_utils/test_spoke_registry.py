@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import json
 import multiprocessing
@@ -580,3 +581,24 @@ def test_a_sync_keeps_the_pair_of_a_rotation_under_way_and_replaces_a_key_that_r
     assert sorted(document.read_spokes(path)["pc-1"]["keys"]) == sorted([old, new])
     sync_registry(path, spokes=[{"name": "pc-1", "key": other}], listening_ports=set())
     assert document.read_spokes(path)["pc-1"]["keys"] == [other]
+
+
+def test_with_a_group_authorized_keys_is_readable_by_that_group_alone_and_mended(tmp_path):
+    # sshd reads the file as the tunnel account: its group reads it, no other account of the hub does.
+    registry, keys = tmp_path / "lib" / "ports.json", tmp_path / "ssh" / "authorized_keys"
+    group = grp.getgrgid(os.getgid()).gr_name
+    first = sync_registry(path=str(registry), authorized_keys=str(keys), authorized_keys_group=group,
+                          spokes=[{"name": "a", "key": KEY_A}], listening_ports=set())
+    assert first.authorized_keys_changed
+    info = os.stat(keys)
+    assert stat.S_IMODE(info.st_mode) == 0o640 and info.st_gid == os.getgid()
+    os.chmod(keys, 0o644)
+    mended = sync_registry(path=str(registry), authorized_keys=str(keys), authorized_keys_group=group,
+                           spokes=[{"name": "a", "key": KEY_A}], listening_ports=set())
+    assert mended.authorized_keys_changed and stat.S_IMODE(os.stat(keys).st_mode) == 0o640
+    again = sync_registry(path=str(registry), authorized_keys=str(keys), authorized_keys_group=group,
+                          spokes=[{"name": "a", "key": KEY_A}], listening_ports=set())
+    assert not again.changed
+    with pytest.raises(RuleError, match="authorized_keys_group 'no-such-group-here' does not exist"):
+        sync_registry(path=str(registry), authorized_keys=str(keys), authorized_keys_group="no-such-group-here",
+                      spokes=[{"name": "a", "key": KEY_A}], listening_ports=set())
