@@ -141,30 +141,42 @@ def test_a_hub_rebuilt_from_nothing_gets_every_spoke_back_with_its_limit_run_alo
 
 
 def _inventory(edit):
-    """A copy of molecule's inventory (with its group_vars and host_vars), changed by EDIT(groups, doc)."""
+    """A copy of molecule's inventory directory, changed by EDIT(groups, group_vars); the path of its YAML.
+
+    Molecule writes the groups at the top level of its YAML and the scenario's group variables into
+    group_vars/<group>, which win over variables in the YAML: EDIT changes both dicts, written back as files.
+    """
     where = Path(tempfile.mkdtemp(prefix="revtunnel-hubs-"))
     shutil.copytree(INVENTORY.parent, where, dirs_exist_ok=True)
-    doc = yaml.safe_load(INVENTORY.read_text())
-    edit(doc["all"]["children"], doc)
+    groups = yaml.safe_load(INVENTORY.read_text())
+    vars_dir = where / "group_vars"
+    vars_dir.mkdir(exist_ok=True)
+    group_vars = {p.name.split(".")[0]: yaml.safe_load(p.read_text()) or {} for p in vars_dir.iterdir() if p.is_file()}
+    edit(groups, group_vars)
+    for path in vars_dir.iterdir():
+        path.unlink()
+    for name, values in group_vars.items():
+        (vars_dir / f"{name}.yml").write_text(yaml.safe_dump(values))
     target = where / INVENTORY.name
-    target.write_text(yaml.safe_dump(doc))
+    target.write_text(yaml.safe_dump(groups))
     return target
 
 
-def _move(children, _doc):
+def _move(groups, group_vars):
     # Step 1 of the move: shard b's spokes keep their hub and gain hub a, which now serves every spoke.
-    children["hubs_ab"] = {"hosts": {HUB_A: None, HUB_B: None}}
-    children["spokes_ab"] = {"hosts": dict.fromkeys(SHARD_A + SHARD_B)}
-    children["spokes_b"]["vars"] = {"revtunnel_hub_group": "hubs_ab"}
-    children["hubs_a"]["vars"] = {"revtunnel_spokes_group": "spokes_ab"}
+    groups["hubs_ab"] = {"hosts": {HUB_A: None, HUB_B: None}}
+    groups["spokes_ab"] = {"hosts": dict.fromkeys(SHARD_A + SHARD_B)}
+    group_vars.setdefault("spokes_b", {})["revtunnel_hub_group"] = "hubs_ab"
+    group_vars.setdefault("hubs_a", {})["revtunnel_spokes_group"] = "spokes_ab"
 
 
-def _retire(children, doc):
+def _retire(groups, group_vars):
     # Step 2: hub b leaves the inventory; shard b's spokes are hub a's alone.
-    _move(children, doc)
-    for members in children.values():
-        (members.get("hosts") or {}).pop(HUB_B, None)
-    children["spokes_b"]["vars"] = {"revtunnel_hub_group": "hubs_a"}
+    _move(groups, group_vars)
+    for members in groups.values():
+        if isinstance(members, dict):
+            (members.get("hosts") or {}).pop(HUB_B, None)
+    group_vars["spokes_b"]["revtunnel_hub_group"] = "hubs_a"
 
 
 def test_a_shard_moves_to_the_other_hub_and_the_old_hub_retires():
