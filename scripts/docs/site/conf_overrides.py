@@ -13,6 +13,7 @@ myst_heading_anchors = 3
 # that is not listed still fails the build (nitpicky), as a typo would.
 ANSIBLE_DOCS = "https://docs.ansible.com/projects/ansible/devel/"
 ANSIBLE_LABELS = {
+    "action_plugins": ("plugins/action.html#action-plugins", "Action plugins"),
     "ansible_configuration_settings": (
         "reference_appendices/config.html#ansible-configuration-settings", "Ansible Configuration Settings"),
     "common_return_values": (
