@@ -16,7 +16,8 @@ description:
     the same play (a key rotation limited to one spoke, the status playbook, the client role).
   - Each value is the hub's own inventory variable when it is set, else the hub role's default.
   - C(registry) is C(revtunnel_registry_path), C(authorized_keys) is C(<revtunnel_authorized_keys_dir>/authorized_keys),
-    and C(records_dir) is C(revtunnel_hub_records_dir), by default C(<inventory_dir>/.revtunnel).
+    C(records_dir) is C(revtunnel_hub_records_dir), by default C(<inventory_dir>/.revtunnel), and C(user) is
+    C(revtunnel_user), the tunnel account whose group reads the authorized_keys file.
 options:
   _input:
     description: The hub's C(hostvars), for example C(hostvars['lab-hub']).
@@ -37,12 +38,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(registry), C(authorized_keys) and C(records_dir) of the hub.
+  description: C(registry), C(authorized_keys), C(records_dir) and C(user) of the hub.
   type: dict
 """
 
 # The hub role's defaults (roles/hub/defaults/main.yml); a unit test keeps the two the same.
 DEFAULTS = {
+    "revtunnel_user": "tunnel",
     "revtunnel_registry_path": "/var/lib/revtunnel/ports.json",
     "revtunnel_authorized_keys_dir": "/etc/ssh/revtunnel",
 }
@@ -67,6 +69,7 @@ def hub_paths(hostvars):
         "registry": value("revtunnel_registry_path"),
         "authorized_keys": f"{value('revtunnel_authorized_keys_dir')}/authorized_keys",
         "records_dir": records_dir(hostvars),
+        "user": value("revtunnel_user"),
     }
 
 

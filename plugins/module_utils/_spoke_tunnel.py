@@ -6,9 +6,9 @@
 
 What the module spoke_tunnel does, in this order:
 
-1. the files every tunnel shares (the unit template, the command zipapp) are put in place (_file_set);
-2. every hub whose files are in the configuration directory but that this run does not list (it left the
+1. every hub whose files are in the configuration directory but that this run does not list (it left the
    inventory, or the spoke moved to another shard) is retired: its unit stopped and disabled, its files gone;
+2. the files every tunnel shares (the unit template, the command zipapp) are put in place (_file_set);
 3. systemd re-reads the unit when its file changed, or when an interrupted run left it unread
    (NeedDaemonReload: the tunnels of every hub then run a unit systemd has not read);
 4. each hub in turn: its pinned host key and ssh configuration, then its unit enabled and started; a unit that
@@ -127,19 +127,19 @@ def apply_tunnels(run, directories, files, hubs, unit_file, conf_dir, template="
     names = [hub["name"] for hub in hubs]
     for name in names:
         _rules.inventory_name(name, "hubs")
-    changed, _diffs = _file_set.apply(directories, files, check_mode=check_mode, run=run)
-    result.changed_paths.extend(changed)
-    unit_changed = unit_file in changed
-
     stale = stale_hubs(conf_dir, set(names)) if retire else []
     units = [unit_name(template, name) for name in names + stale]
     states = parse_show(_systemctl(run, "show", "-p", "Id", "-p", "LoadState", "-p", "ActiveState", "-p",
                                    "UnitFileState", "-p", "NeedDaemonReload", *units)) if units else {}
+    # Retired first, while their unit file is still there to be disabled.
     for hub in stale:
         try:
             _retire(hub, conf_dir, template, states, run, check_mode, result)
         except (TunnelError, OSError) as exc:
             result.errors.append(f"retiring hub {hub}: {exc}")
+    changed, _diffs = _file_set.apply(directories, files, check_mode=check_mode, run=run)
+    result.changed_paths.extend(changed)
+    unit_changed = unit_file in changed
 
     unread = any(states.get(unit_name(template, name), {}).get("NeedDaemonReload") == "yes" for name in names)
     if unit_changed or unread or result.retired:
