@@ -49,6 +49,7 @@ _value:
   elements: dict
 """
 
+
 def banner_waits(spokes, hostvars, result):
     """[{'hub': name, 'probes': [{'name': spoke, 'port', 'timeout', 'replaced_listener'}]}] for SPOKES.
 

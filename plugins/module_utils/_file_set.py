@@ -283,6 +283,8 @@ def prepare_entries(entries, check_mode, content):
                 item["content"] = _content(entry)
         prepared.append(item)
     return prepared
+
+
 def restore_selinux_context(path, selinux=None):
     """Give PATH the SELinux context the policy names for it, when SELinux is on; True when that changed it.
 

@@ -421,7 +421,7 @@ def main():
             forget=_key_change_spec(),
             restore=dict(type="dict"),
             require_keys=dict(type="list", elements="str", default=[], no_log=False),
-            authorized_keys_group=dict(type="str"),
+            authorized_keys_group=dict(type="str", no_log=False),
             # read by the action plugin on the controller, which never passes them on
             records_dir=dict(type="path"),
             hub=dict(type="str"),

@@ -51,10 +51,10 @@ SPOKES = {
 RANGE = {"start": 10000, "end": 10999}
 
 
-def write_pair(directory, secret, spokes=SPOKES, loader=None):
+def write_pair(directory, secret, spokes=None, loader=None):
     _records_files.write_secret(loader or DataLoader(), str(directory), "lab-hub", secret)
-    data = _records.render_records("lab-hub", secret.public_key, spokes, RANGE, "2026-12-03T00:00:00Z",
-                                   secret.signing_key)
+    data = _records.render_records("lab-hub", secret.public_key, SPOKES if spokes is None else spokes, RANGE,
+                                   "2026-12-03T00:00:00Z", secret.signing_key)
     _records_files.write_records(str(directory), "lab-hub", data)
 
 
