@@ -26,9 +26,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        directory = args.pop("records_dir", None) or None
-        hub = args.pop("hub", None) or task_vars.get("inventory_hostname")
+        args, directory, hub = _records_files.take_records_args(self._task.args, task_vars)
         secret = records = None
         if directory:
             try:

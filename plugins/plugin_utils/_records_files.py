@@ -21,6 +21,15 @@ SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 
 
+def take_records_args(task_args, task_vars):
+    """(the module's arguments, records directory or None, hub) of an action's task arguments: the action's own
+    records_dir and hub are taken out; the hub is the inventory name unless given."""
+    args = dict(task_args)
+    directory = args.pop("records_dir", None) or None
+    hub = args.pop("hub", None) or task_vars.get("inventory_hostname")
+    return args, directory, hub
+
+
 def _vault_secrets(loader):
     vault = getattr(loader, "_vault", None)
     return list(getattr(vault, "secrets", None) or [])
