@@ -79,3 +79,23 @@ def test_a_hub_address_the_spokes_cannot_resolve_stops_them_before_their_account
     for spoke in SPOKES:
         assert f"fatal: [{spoke}]" in out and "revtunnel_hub_address=no-such-hub.invalid" in out, out[-3000:]
     assert "nothing was changed on this spoke" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("revtunnel_hub_address", "hub.example\n    ProxyCommand sh -c 'id > /tmp/x; exec nc %h %p'"),
+    ("revtunnel_hub_address", "-oProxyCommand=id"),
+    ("revtunnel_hub_address", "hub %h"),
+    ("revtunnel_forwards", [{"name": "web", "port": 8080,
+                             "host": "localhost\n    LocalCommand id\n    PermitLocalCommand yes\n    #"}]),
+    ("revtunnel_forwards", [{"name": "web", "port": 8080, "host": "localhost#x"}]),
+])
+def test_a_hub_or_spoke_value_that_would_run_commands_on_the_operators_machine_is_refused(tmp_path, variable, value):
+    # The red team's attack on client.yml: values of the hub's and the spokes' own, not the client role's, carried
+    # lines into the operator's ssh config. They are checked before anything is written, naming the variable.
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({variable: value, "revtunnel_client_ssh_dir": str(tmp_path / "ssh")}))
+    proc = run_playbook("playbooks/client.yml", "-e", f"@{evil}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert variable in out, out[-3000:]
+    assert not (tmp_path / "ssh").exists(), "nothing may be written before the values are checked"
