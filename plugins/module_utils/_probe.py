@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._procfs import listening_inodes, listening_sockets
 
 BANNER_LIMIT = 256
+NO_TIME_LEFT = "no time left for the probe"
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -53,7 +54,7 @@ def read_first_line(port, deadline, host=DEFAULT_HOST, limit=BANNER_LIMIT):
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise socket.timeout("no time left for the probe")
+        raise socket.timeout(NO_TIME_LEFT)
     with socket.create_connection((host, port), timeout=remaining) as conn:
         data = b""
         while b"\n" not in data and len(data) < limit:
@@ -153,7 +154,7 @@ def _probe_listener(probe, listener, deadline, host, probe_timeout, clock=time.m
     remaining = deadline - clock()
     if listener and not set(probe.get("replaced_listener") or ()).intersection(listener):
         if remaining <= 0:
-            return ProbeResult(False, "no time left for the probe", 0.0), False
+            return ProbeResult(False, NO_TIME_LEFT, 0.0), False
         result = probe_forward(probe.get("forward", "ssh"), probe["port"], min(probe_timeout, max(0.1, remaining)),
                                host=host)
         return result, result.up
@@ -186,7 +187,8 @@ def wait_for_tunnels(probes, interval=0.5, host=DEFAULT_HOST, probe_timeout=3.0,
                 if passed:
                     done[name] = (ProbeResult(True, result.detail, clock() - start), listener)
                     del pending[name]
-                else:
+                elif name not in last or result.detail != NO_TIME_LEFT:
+                    # A round queued past the deadline says nothing new: the last real probe's reason stands.
                     last[name] = (result, listener)
             now = clock()
             for name in [name for name, probe in pending.items() if now + interval > start + probe["timeout"]]:

@@ -147,11 +147,11 @@ BOB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKDxf1Ry1fXI8XMFIUMT8k3p1zSyiRdAP
 
 @pytest.mark.parametrize("operator_entry, message", [
     ({"name": "dave", "key": BOB_KEY, "spokes": ["lab-pc-99"]},
-     "Operator dave: spoke(s) lab-pc-99 in revtunnel_operators are not in the inventory group 'spokes'"),
+     "revtunnel_operators 'dave': spoke(s) lab-pc-99 are not in the inventory's spokes"),
     ({"name": "erin", "key": 'command="/bin/sh" ' + BOB_KEY, "spokes": "all"},
-     "Operator erin in revtunnel_operators needs"),
+     "revtunnel_operators 'erin' key: give the OpenSSH public key line"),
     ({"name": "frank", "key": "ssh-ed25519 AAAAnotakey", "spokes": "all"},
-     "Operator frank: ssh-keygen cannot read the key in revtunnel_operators"),
+     "revtunnel_operators 'frank' key: give the OpenSSH public key line"),
 ], ids=["unknown-spoke", "key-with-options", "broken-key"])
 def test_preflight_stops_a_bad_operator_entry_before_anything_changes(hub, operator_entry, message):
     before = hub.file(JUMP_KEYS).sha256sum

@@ -1,7 +1,8 @@
 """A value that sshd rejects never reaches sshd: the run stops with sshd's own words, nothing else changes.
 
-revtunnel_client_alive_count_max=-1 is an int, so the argument specs let it through, and the preflight does
-not copy sshd's parser on purpose: `sshd -t` is the one authority on what sshd accepts, and this is its test.
+revtunnel_max_startups=100:300:400 has MaxStartups' shape, so the rulebook (which refuses anything that could add a
+line or an option) lets it through; its rate over 100 is sshd's to refuse. The preflight does not copy sshd's parser
+on purpose: `sshd -t` is the one authority on what sshd accepts, and this is its test.
 """
 
 import shlex
@@ -24,14 +25,14 @@ def test_a_dropin_that_sshd_rejects_is_never_installed(hub, registry):
     before = hub.file(DROPIN).sha256sum
     assert admin_runs_a_command_on_the_hub().stdout.strip() == "admin"
 
-    proc = run_playbook("extensions/molecule/security/converge.yml", "-e", "revtunnel_client_alive_count_max=-1")
+    proc = run_playbook("extensions/molecule/security/converge.yml", "-e", "revtunnel_max_startups=100:300:400")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "sshd rejected the configuration, so it was not applied and sshd" in out, out
-    assert "ClientAliveCountMax integer value too small" in out, out  # sshd's own message, passed through
+    assert "Invalid MaxStartups spec" in out, out  # sshd's own message, passed through
 
     assert hub.file(DROPIN).sha256sum == before
-    assert "clientalivecountmax 4" in hub.check_output("sshd -T -C user=tunnel,host=x,addr=192.0.2.1")
+    assert "maxstartups 100:30:400" in hub.check_output("sshd -T -C user=tunnel,host=x,addr=192.0.2.1")
     assert hub.service("ssh").is_running
     assert hub.run("sshd -t").rc == 0
     res = admin_runs_a_command_on_the_hub()
