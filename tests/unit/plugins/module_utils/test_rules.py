@@ -20,6 +20,11 @@ HOSTILE = {
     "a percent token": "%h",
     "a comment": "host#x",
     "an option": "-oProxyCommand=id",
+    # ipaddress reads everything after '%' as an IPv6 scope, a line break included (red team, round four).
+    "an IPv6 scope carrying a line": "fe80::1%h\n    ProxyCommand sh -c id",
+    "non-ASCII digits": "\u0663\u0660",
+    "a number behind a line break": "\n30",
+    "a number before a carriage return": "30\r",
 }
 
 
@@ -157,3 +162,20 @@ def test_addresses_and_names_that_are_plain_pass():
     for bad in ("", "hub.example.", "-hub", "hub\n", "[::1]", "a b"):
         with pytest.raises(_rules.RuleError):
             _rules.address(bad, "x")
+
+
+@pytest.mark.parametrize("bad", ["fe80::1%eth0", "::1%h", "fe80::1%x\nProxyCommand id", "fe80::1%a b"])
+def test_an_ipv6_address_with_a_scope_is_refused_as_it_would_carry_a_token_or_a_line(bad):
+    with pytest.raises(_rules.RuleError):
+        _rules.address(bad, "x")
+    assert _rules.key_from(["fe80::/64"], "x") == ("fe80::/64",)
+    with pytest.raises(_rules.RuleError):
+        _rules.key_from(["fe80::%h/64"], "x")
+
+
+@pytest.mark.parametrize("bad", ["\u0663\u0660", "\uff13\uff10", " 30", "30\n", "\u00a030", "3\u200b0"])
+def test_a_number_is_plain_ascii_digits_as_it_is_written_into_units_and_configs_as_given(bad):
+    with pytest.raises(_rules.RuleError):
+        _rules.number(bad, "x", 1, 3600)
+    errors = _rules.check_hub({**HUB, "revtunnel_max_startups": bad})
+    assert errors and "revtunnel_max_startups" in errors[0], errors
