@@ -399,7 +399,9 @@ def check_hub(values):
     if not isinstance(max_startups, (str, int)) or not re.fullmatch(r"[0-9]+(:[0-9]+:[0-9]+)?", str(max_startups)):
         errors.append(f"revtunnel_max_startups ({max_startups!r}) must be sshd's MaxStartups, 'start:rate:full' "
                       "(for example 100:30:400) or one number")
-    for name, low, high in (("revtunnel_per_source_max_startups", 1, 100000),
+    for name, low, high in (("revtunnel_port_range_start", PORT_FLOOR, PORT_CEILING),
+                            ("revtunnel_port_range_end", PORT_FLOOR, PORT_CEILING),
+                            ("revtunnel_per_source_max_startups", 1, 100000),
                             ("revtunnel_client_alive_interval", 1, 3600),
                             ("revtunnel_client_alive_count_max", 1, 1000),
                             ("revtunnel_reaper_idle_grace", 0, 86400),

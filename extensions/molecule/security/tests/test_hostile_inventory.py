@@ -81,6 +81,16 @@ def test_an_ipv6_hub_address_whose_scope_carries_a_line_is_refused_before_the_sp
     assert "revtunnel_hub_address" in out and SPOKES[0] in out, out[-3000:]
 
 
+@pytest.mark.parametrize("value", ["10999\n", "1e4", "10_000"])
+def test_a_port_range_bound_the_local_access_unit_would_carry_as_given_is_refused(tmp_path, value):
+    # The registry read the bounds with "| int"; the local-access unit got them as given, and "10999\n" cut the
+    # jump to REVTUNNEL_LOCAL off its iptables line, so the access limit did nothing (red team, round four).
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({"revtunnel_port_range_end": value, "revtunnel_hub_restrict_local_access": True}))
+    out = run_with(tmp_path, "-e", f"@{evil}")
+    assert "revtunnel_port_range_end" in out and HUB in out, out[-3000:]
+
+
 def test_a_hub_address_the_spokes_cannot_resolve_stops_them_before_their_account_or_key_change(tmp_path):
     # A valid name that no resolver knows (.invalid is reserved): preflight passes it, the spoke itself cannot.
     out = run_with(tmp_path, "-e", "revtunnel_hub_address=no-such-hub.invalid")
