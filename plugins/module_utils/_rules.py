@@ -212,7 +212,7 @@ def _from_pattern_problem(pattern):
     body = pattern[1:] if pattern.startswith("!") else pattern
     if not body or not _printable_word(body) or not body.isascii() or any(ch in body for ch in ',"\'\\%'):
         return (
-            "is not an sshd from= pattern: no commas, quotes, '%', spaces or control characters; "
+            "is not an sshd from= pattern: no commas, quotes, spaces or control characters, and no '%'; "
             "give one address, network or host name pattern per entry"
         )
     if ":" in body or "/" in body:

@@ -214,9 +214,9 @@ def _tunnel_account(name, comment, lookup, uid_min):
         return None
     limit = first_user_uid() if uid_min is None else uid_min
     if entry.pw_uid == 0 or entry.pw_uid >= limit or entry.pw_gecos != comment:
-        raise IdentityError(f"revtunnel_spoke_user={name}: that account is not the tunnel's (uid {entry.pw_uid}, comment "
-                            f"{entry.pw_gecos!r}), so it is not removed; fix revtunnel_spoke_user for this spoke. "
-                            "Nothing was removed")
+        raise IdentityError(f"revtunnel_spoke_user={name}: that account is not the tunnel's (uid {entry.pw_uid}, "
+                            f"comment {entry.pw_gecos!r}), so it is not removed; fix revtunnel_spoke_user for this "
+                            "spoke. Nothing was removed")
     return entry
 
 

@@ -25,9 +25,9 @@ description:
     or an O(home) that is a symbolic link or an existing directory neither the account's own nor empty.
   - Then makes or mends O(home) with O(home_mode), owned by the account, and an ed25519 key in it
     (C(id_ed25519)) as M(hubspoke.revtunnel.spoke_key) does. The private key never leaves the host.
-  - With O(state=absent) it removes the account and its home instead, with the same guards: an account that is
-    not the tunnel's, or an O(home) that is not that account's own directory (only the tunnel's key files are
-    removed from a home whose account is gone already), fails before anything is removed.
+  - With O(state=absent) it removes the account and its home instead, under the same guards. An account that is
+    not the tunnel's, or an O(home) that is not that account's own directory, fails the call before anything is
+    removed; from a home whose account is gone already only the tunnel's key files are removed.
 author:
   - hubspoke.revtunnel developers (@hubspoke)
 options:

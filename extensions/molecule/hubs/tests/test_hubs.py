@@ -195,7 +195,8 @@ def test_a_shard_moves_to_the_other_hub_and_the_old_hub_retires():
         host = lab_host(spoke)
         assert units(host) == {f"revtunnel@{HUB_A}.service": "active", f"revtunnel@{HUB_B}.service": "active"}, \
             units(host)
-        assert conf_files(host) == sorted(f"{h}.{kind}" for h in (HUB_A, HUB_B) for kind in ("known_hosts", "ssh_config"))
+        assert conf_files(host) == sorted(f"{h}.{kind}" for h in (HUB_A, HUB_B)
+                                          for kind in ("known_hosts", "ssh_config"))
     assert wait_for(lambda: status(HUB_B) == dict.fromkeys(SHARD_B, True), timeout=60), status(HUB_B)
 
     retired = _inventory(_retire)
