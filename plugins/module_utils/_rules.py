@@ -92,7 +92,8 @@ def operator_name(value, what):
 
 def address(value, what):
     """A host name, an IPv4 address or an IPv6 address, as ssh dials it (HostName)."""
-    if isinstance(value, str):
+    # '%' out: ipaddress takes any text after it as an IPv6 scope, line breaks and spaces included.
+    if isinstance(value, str) and value.isascii() and value.isprintable() and "%" not in value:
         if _full(HOST_NAME, value) and len(value) <= 253:
             return value
         try:
@@ -209,9 +210,9 @@ def _printable_word(value):
 def _from_pattern_problem(pattern):
     """What is wrong with one from= pattern, or None; cached: a lab repeats its networks per spoke."""
     body = pattern[1:] if pattern.startswith("!") else pattern
-    if not body or not _printable_word(body) or any(ch in body for ch in ',"\'\\'):
+    if not body or not _printable_word(body) or not body.isascii() or any(ch in body for ch in ',"\'\\%'):
         return (
-            "is not an sshd from= pattern: no commas, quotes, spaces or control characters; "
+            "is not an sshd from= pattern: no commas, quotes, spaces or control characters, and no '%'; "
             "give one address, network or host name pattern per entry"
         )
     if ":" in body or "/" in body:
@@ -267,8 +268,9 @@ def _collect(errors, check, *args):
 
 def number(value, what, low, high=None, kind=int):
     """An int (or, with kind float, a number) between LOW and HIGH, given as a number or as digits."""
-    if isinstance(value, str) and re.fullmatch(r"\d+" if kind is int else r"\d+(\.\d+)?", value.strip()):
-        value = kind(value.strip())
+    # ASCII digits only and nothing around them: the value is written into the files as it was given.
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+" if kind is int else r"[0-9]+(\.[0-9]+)?", value):
+        value = kind(value)
     ok = (is_int(value) or (kind is float and isinstance(value, float))) and value >= low \
         and (high is None or value <= high)
     if not ok:
@@ -394,10 +396,12 @@ def check_hub(values):
     if values.get("records_dir"):
         _collect(errors, path, values.get("records_dir"), "revtunnel_hub_records_dir", True)
     max_startups = values.get("revtunnel_max_startups")
-    if not isinstance(max_startups, (str, int)) or not re.fullmatch(r"\d+(:\d+:\d+)?", str(max_startups)):
+    if not isinstance(max_startups, (str, int)) or not re.fullmatch(r"[0-9]+(:[0-9]+:[0-9]+)?", str(max_startups)):
         errors.append(f"revtunnel_max_startups ({max_startups!r}) must be sshd's MaxStartups, 'start:rate:full' "
                       "(for example 100:30:400) or one number")
-    for name, low, high in (("revtunnel_per_source_max_startups", 1, 100000),
+    for name, low, high in (("revtunnel_port_range_start", PORT_FLOOR, PORT_CEILING),
+                            ("revtunnel_port_range_end", PORT_FLOOR, PORT_CEILING),
+                            ("revtunnel_per_source_max_startups", 1, 100000),
                             ("revtunnel_client_alive_interval", 1, 3600),
                             ("revtunnel_client_alive_count_max", 1, 1000),
                             ("revtunnel_reaper_idle_grace", 0, 86400),

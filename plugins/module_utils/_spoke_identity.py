@@ -15,6 +15,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import socket
 import stat
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set impor
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError, ensure_key
 
 KEY_FILE = "id_ed25519"
+# What the collection leaves in the home: the key pair and a rotation's next pair.
+KEY_FILES = frozenset((KEY_FILE, KEY_FILE + ".pub", KEY_FILE + ".next", KEY_FILE + ".next.pub"))
 LOGIN_DEFS = "/etc/login.defs"
 
 
@@ -196,3 +199,66 @@ def prepare_identity(user, home, shell, comment, run, key_comment="", home_mode=
         raise IdentityError(f"{exc} (the account {user} was already made or mended)", changed=True) from exc
     return IdentityResult(changed=account_changed or key.changed, account_created=account_created,
                           key_created=key.created, public_key=key.public_key, addresses=addresses)
+
+
+def _tunnel_account(name, comment, lookup, uid_min):
+    """The passwd entry of NAME when it is the tunnel's (a system account carrying COMMENT), None when there is no
+    such account; IdentityError for anyone else's: a person's, root, or a service's."""
+    try:
+        _rules.account(name, "revtunnel_spoke_user")
+    except _rules.RuleError as exc:
+        raise IdentityError(str(exc)) from None
+    try:
+        entry = lookup(name)
+    except KeyError:
+        return None
+    limit = first_user_uid() if uid_min is None else uid_min
+    if entry.pw_uid == 0 or entry.pw_uid >= limit or entry.pw_gecos != comment:
+        raise IdentityError(f"revtunnel_spoke_user={name}: that account is not the tunnel's (uid {entry.pw_uid}, "
+                            f"comment {entry.pw_gecos!r}), so it is not removed; fix revtunnel_spoke_user for this "
+                            "spoke. Nothing was removed")
+    return entry
+
+
+def _removable_home(home, entry):
+    """What removing HOME takes: 'tree' (the tunnel account's own directory), a list of the collection's key files
+    (a home whose account is gone already), or None (nothing there). IdentityError for any other directory."""
+    if not os.path.isabs(home or "") or os.path.normpath(home) != home or home == "/":
+        raise IdentityError(f"revtunnel_spoke_home={home!r} is not a plain absolute path. Nothing was removed")
+    try:
+        info = os.lstat(home)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        raise IdentityError(f"revtunnel_spoke_home={home} is not a directory (a link or a file), so it is not the "
+                            "tunnel account's home; fix revtunnel_spoke_home for this spoke. Nothing was removed")
+    if entry is not None and info.st_uid == entry.pw_uid and entry.pw_dir == home:
+        return "tree"
+    entries = os.listdir(home)
+    if entry is None and set(entries) <= KEY_FILES:
+        return sorted(entries)
+    raise IdentityError(f"revtunnel_spoke_home={home} belongs to uid {info.st_uid} and holds more than the tunnel's "
+                        "key, so it is not the tunnel account's home; fix revtunnel_spoke_home for this spoke. "
+                        "Nothing was removed")
+
+
+def remove_identity(user, home, comment, run, check_mode=False, lookup=pwd.getpwnam, userdel="userdel",
+                    uid_min=None):
+    """Remove the tunnel account and its home, and nothing else: True when something was (or would be) removed.
+
+    The same guards as making it: an account that is not the tunnel's, or a home that is not that account's own
+    (a system directory, another account's), is refused before anything is removed.
+    """
+    entry = _tunnel_account(user, comment, lookup, uid_min)
+    home_plan = _removable_home(home, entry)
+    if check_mode:
+        return entry is not None or home_plan is not None
+    if home_plan == "tree":
+        shutil.rmtree(home)
+    elif home_plan is not None:
+        for name in home_plan:
+            os.unlink(os.path.join(home, name))
+        os.rmdir(home)
+    if entry is not None:
+        _run(run, [userdel, user], f"cannot remove the tunnel account {user}")
+    return entry is not None or home_plan is not None

@@ -7,7 +7,9 @@
 What the module spoke_tunnel does, in this order:
 
 1. every hub whose files are in the configuration directory but that this run does not list (it left the
-   inventory, or the spoke moved to another shard) is retired: its unit stopped and disabled, its files gone;
+   inventory, or the spoke moved to another shard) is retired: its unit stopped and disabled, its files gone.
+   A hub that is still the spoke's (``keep``) but not ready in this run (outside --limit, unreachable, failed)
+   is never retired: its tunnel keeps running and comes back by itself;
 2. the files every tunnel shares (the unit template, the command zipapp) are put in place (_file_set);
 3. systemd re-reads the unit when its file changed, or when an interrupted run left it unread
    (NeedDaemonReload: the tunnels of every hub then run a unit systemd has not read);
@@ -115,11 +117,12 @@ def _schedule_restart(hub, unit, delay, run):
 
 
 def apply_tunnels(run, directories, files, hubs, unit_file, conf_dir, template="revtunnel@.service",
-                  restart_delay=3.0, restart=(), check_mode=False, retire=True):
+                  restart_delay=3.0, restart=(), check_mode=False, retire=True, keep=()):
     """The steps of the module docstring; a TunnelResult. HUBS: dicts with name, files, port, timeout, listener.
 
     DIRECTORIES and FILES (and each hub's files) are _file_set entries, already prepared. A hub in RESTART that
-    HUBS does not list is only restarted (a key rotation); with RETIRE false no hub is retired.
+    HUBS does not list is only restarted (a key rotation); with RETIRE false no hub is retired. KEEP: hubs of the
+    spoke's inventory that this run may not configure; they are left as they are, never retired.
     """
     result = TunnelResult()
     listed = {hub["name"] for hub in hubs}
@@ -127,7 +130,9 @@ def apply_tunnels(run, directories, files, hubs, unit_file, conf_dir, template="
     names = [hub["name"] for hub in hubs]
     for name in names:
         _rules.inventory_name(name, "hubs")
-    stale = stale_hubs(conf_dir, set(names)) if retire else []
+    for name in keep:
+        _rules.inventory_name(name, "keep")
+    stale = stale_hubs(conf_dir, set(names) | set(keep)) if retire else []
     units = [unit_name(template, name) for name in names + stale]
     states = parse_show(_systemctl(run, "show", "-p", "Id", "-p", "LoadState", "-p", "ActiveState", "-p",
                                    "UnitFileState", "-p", "NeedDaemonReload", *units)) if units else {}

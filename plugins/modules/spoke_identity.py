@@ -25,6 +25,9 @@ description:
     or an O(home) that is a symbolic link or an existing directory neither the account's own nor empty.
   - Then makes or mends O(home) with O(home_mode), owned by the account, and an ed25519 key in it
     (C(id_ed25519)) as M(hubspoke.revtunnel.spoke_key) does. The private key never leaves the host.
+  - With O(state=absent) it removes the account and its home instead, under the same guards. An account that is
+    not the tunnel's, or an O(home) that is not that account's own directory, fails the call before anything is
+    removed; from a home whose account is gone already only the tunnel's key files are removed.
 author:
   - hubspoke.revtunnel developers (@hubspoke)
 options:
@@ -80,6 +83,12 @@ options:
       - Path of C(ssh-keygen).
     type: path
     default: /usr/bin/ssh-keygen
+  state:
+    description:
+      - V(absent) removes the account (C(userdel)) and its home instead of making them; O(resolve) is not used.
+    type: str
+    choices: [present, absent]
+    default: present
 attributes:
   check_mode:
     support: full
@@ -145,6 +154,7 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set impor
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_identity import (  # noqa: E402
     IdentityError,
     prepare_identity,
+    remove_identity,
 )
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError  # noqa: E402
 
@@ -163,12 +173,24 @@ def main():
                 address=dict(type="str", required=True),
             )),
             ssh_keygen=dict(type="path", default="/usr/bin/ssh-keygen"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         supports_check_mode=True,
     )
     params = module.params
     if params["user"] == "root":
         module.fail_json(msg="user: the tunnel must not run as root (revtunnel_spoke_user); name a plain account")
+    if params["state"] == "absent":
+        try:
+            removed = remove_identity(params["user"], params["home"], params["comment"], module.run_command,
+                                      check_mode=module.check_mode,
+                                      userdel=module.get_bin_path("userdel") or "userdel")
+        except IdentityError as exc:
+            module.fail_json(msg=str(exc))
+        except OSError as exc:
+            module.fail_json(msg=f"cannot remove the tunnel identity in {params['home']}: {exc}",
+                             exception=traceback.format_exc())
+        module.exit_json(changed=removed, account_created=False, key_created=False, public_key="", addresses={})
     try:
         result = prepare_identity(params["user"], params["home"], params["shell"], params["comment"],
                                   module.run_command, key_comment=params["key_comment"],

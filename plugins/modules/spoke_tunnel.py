@@ -16,8 +16,8 @@ description:
     so no playbook logic decides a restart.
   - It writes the files every tunnel shares (O(directories), O(files)), such as the unit template and the
     command zipapp, in the manner of M(hubspoke.revtunnel.file_set).
-  - Every hub that has files in O(conf_dir) but is not in O(hubs) is retired. That is a hub that left the
-    inventory, or the hub of a shard the spoke moved away from. Its unit is stopped and disabled, and its
+  - Every hub that has files in O(conf_dir) but is not in O(hubs) or O(keep) is retired. That is a hub that left
+    the inventory, or the hub of a shard the spoke moved away from. Its unit is stopped and disabled, and its
     pinned key and ssh configuration are removed.
   - systemd re-reads the units when the unit file changed, when a hub was retired, or when an interrupted run
     left the unit file unread (C(NeedDaemonReload)).
@@ -127,9 +127,17 @@ options:
     elements: str
     default: []
   retire:
-    description: Whether hubs not in O(hubs) are retired. V(false) for a call that only restarts.
+    description: Whether hubs not in O(hubs) or O(keep) are retired. V(false) for a call that only restarts.
     type: bool
     default: true
+  keep:
+    description:
+      - Hubs that are still the spoke's (its hub group in the inventory) although this run does not configure
+        them, because they are outside C(--limit), unreachable or failed. They are never retired; their files and
+        units are left as they are.
+    type: list
+    elements: str
+    default: []
   restart_delay:
     description: Seconds between the call and a restart it schedules.
     type: float
@@ -223,6 +231,7 @@ def main():
             unit_file=dict(type="path", default="/etc/systemd/system/revtunnel@.service"),
             restart=dict(type="list", elements="str", default=[]),
             retire=dict(type="bool", default=True),
+            keep=dict(type="list", elements="str", default=[]),
             restart_delay=dict(type="float", default=3),
         ),
         supports_check_mode=True,
@@ -236,7 +245,8 @@ def main():
             prepare_entries(params["directories"], module.check_mode, content=False),
             prepare_entries(params["files"], module.check_mode, content=True),
             hubs, params["unit_file"], params["conf_dir"], restart_delay=params["restart_delay"],
-            restart=params["restart"], check_mode=module.check_mode, retire=params["retire"])
+            restart=params["restart"], check_mode=module.check_mode, retire=params["retire"],
+            keep=params["keep"])
     except (FileSetError, TunnelError, RuleError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

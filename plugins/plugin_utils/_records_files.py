@@ -26,6 +26,9 @@ def take_records_args(task_args, task_vars):
     records_dir and hub are taken out; the hub is the inventory name unless given."""
     args = dict(task_args)
     directory = args.pop("records_dir", None) or None
+    if directory:
+        # The rules let it start with '~' (revtunnel_hub_records_dir: ~/labs/...); Python opens no such directory.
+        directory = os.path.expanduser(directory)
     hub = args.pop("hub", None) or task_vars.get("inventory_hostname")
     return args, directory, hub
 
@@ -52,6 +55,13 @@ def read_secret(loader, directory, hub):
         except AnsibleVaultError as exc:
             raise _records.RecordsError(f"{path} cannot be decrypted with this run's vault password ({exc}). "
                                         "Nothing was changed") from None
+    elif _vault_secrets(loader):
+        # A run with a vault password writes the secret encrypted: a plain one was put here by hand, perhaps by
+        # someone without the password who swapped in a host key and a signing key of their own.
+        raise _records.RecordsError(
+            f"{path} is not vault-encrypted, but this run has a vault password: a secret written by a run with a "
+            f"vault password is encrypted, so this plain file did not come from such a run. If you put it there "
+            f"yourself, check it and encrypt it (ansible-vault encrypt {path}). Nothing was changed")
     else:
         mode = os.stat(path).st_mode & 0o777
         if mode & 0o077:

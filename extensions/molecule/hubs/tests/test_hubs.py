@@ -187,6 +187,18 @@ def test_a_shard_moves_to_the_other_hub_and_the_old_hub_retires():
         assert set(units(lab_host(spoke))) == {f"revtunnel@{HUB_A}.service", f"revtunnel@{HUB_B}.service"}
     assert wait_for(lambda: status(HUB_A) == dict.fromkeys(SHARD_A + SHARD_B, True), timeout=60), status(HUB_A)
 
+    # A run limited to one hub (red team, round four): hub b is still these spokes' hub, only outside --limit. The
+    # spokes retired it all the same (its unit stopped, its files gone) until spoke_tunnel learned `keep`.
+    limited = run_playbook("site.yml", "--limit", f"{HUB_A}:spokes_b", inventory=str(moving))
+    assert limited.returncode == 0, limited.stdout + limited.stderr
+    for spoke in SHARD_B:
+        host = lab_host(spoke)
+        assert units(host) == {f"revtunnel@{HUB_A}.service": "active", f"revtunnel@{HUB_B}.service": "active"}, \
+            units(host)
+        assert conf_files(host) == sorted(f"{h}.{kind}" for h in (HUB_A, HUB_B)
+                                          for kind in ("known_hosts", "ssh_config"))
+    assert wait_for(lambda: status(HUB_B) == dict.fromkeys(SHARD_B, True), timeout=60), status(HUB_B)
+
     retired = _inventory(_retire)
     second = run_playbook("site.yml", inventory=str(retired))
     assert second.returncode == 0, second.stdout + second.stderr

@@ -73,6 +73,24 @@ def test_client_values_that_would_add_ssh_config_lines_are_refused(tmp_path, var
     assert not (tmp_path / "ssh").exists(), "nothing may be written before the values are checked"
 
 
+def test_an_ipv6_hub_address_whose_scope_carries_a_line_is_refused_before_the_spokes_change(tmp_path):
+    # Passed the rules before round four and reached the spokes' ssh config (ssh -G expands %h, so it validated).
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({"revtunnel_hub_address": "fe80::1%h\n    ProxyCommand sh -c 'id > /tmp/x'"}))
+    out = run_with(tmp_path, "-e", f"@{evil}")
+    assert "revtunnel_hub_address" in out and SPOKES[0] in out, out[-3000:]
+
+
+@pytest.mark.parametrize("value", ["10999\n", "1e4", "10_000"])
+def test_a_port_range_bound_the_local_access_unit_would_carry_as_given_is_refused(tmp_path, value):
+    # The registry read the bounds with "| int"; the local-access unit got them as given, and "10999\n" cut the
+    # jump to REVTUNNEL_LOCAL off its iptables line, so the access limit did nothing (red team, round four).
+    evil = tmp_path / "evil.yml"
+    evil.write_text(yaml.safe_dump({"revtunnel_port_range_end": value, "revtunnel_hub_restrict_local_access": True}))
+    out = run_with(tmp_path, "-e", f"@{evil}")
+    assert "revtunnel_port_range_end" in out and HUB in out, out[-3000:]
+
+
 def test_a_hub_address_the_spokes_cannot_resolve_stops_them_before_their_account_or_key_change(tmp_path):
     # A valid name that no resolver knows (.invalid is reserved): preflight passes it, the spoke itself cannot.
     out = run_with(tmp_path, "-e", "revtunnel_hub_address=no-such-hub.invalid")
@@ -85,6 +103,8 @@ def test_a_hub_address_the_spokes_cannot_resolve_stops_them_before_their_account
     ("revtunnel_hub_address", "hub.example\n    ProxyCommand sh -c 'id > /tmp/x; exec nc %h %p'"),
     ("revtunnel_hub_address", "-oProxyCommand=id"),
     ("revtunnel_hub_address", "hub %h"),
+    # An IPv6 address with a scope: ipaddress took any text after '%' as the scope, a new line included.
+    ("revtunnel_hub_address", "fe80::1%h\n    ProxyCommand sh -c 'id > /tmp/x'"),
     ("revtunnel_forwards", [{"name": "web", "port": 8080,
                              "host": "localhost\n    LocalCommand id\n    PermitLocalCommand yes\n    #"}]),
     ("revtunnel_forwards", [{"name": "web", "port": 8080, "host": "localhost#x"}]),

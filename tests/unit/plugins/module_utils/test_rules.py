@@ -20,6 +20,11 @@ HOSTILE = {
     "a percent token": "%h",
     "a comment": "host#x",
     "an option": "-oProxyCommand=id",
+    # ipaddress reads everything after '%' as an IPv6 scope, a line break included (red team, round four).
+    "an IPv6 scope carrying a line": "fe80::1%h\n    ProxyCommand sh -c id",
+    "non-ASCII digits": "\u0663\u0660",
+    "a number behind a line break": "\n30",
+    "a number before a carriage return": "30\r",
 }
 
 
@@ -36,7 +41,8 @@ SPOKE = {"revtunnel_hub_group": "hub", "hubs": ["hub-1"], "hub_addresses": {"hub
          "revtunnel_connect_timeout": 5, "revtunnel_restart_sec": 0.2, "revtunnel_retry_jitter_ms": 2000,
          "revtunnel_wait_timeout": 90, "revtunnel_restart_delay": 3}
 HUB = {"revtunnel_user": "tunnel", "revtunnel_jump_user": "revtunnel-jump", "revtunnel_hub_local_access_users": [],
-       "revtunnel_registry_path": "/var/lib/revtunnel/ports.json",
+       "revtunnel_registry_path": "/var/lib/revtunnel/ports.json", "revtunnel_port_range_start": 10000,
+       "revtunnel_port_range_end": "10999",
        "revtunnel_authorized_keys_dir": "/etc/ssh/revtunnel",
        "revtunnel_metrics_textfile_dir": "/var/lib/prometheus/node-exporter", "revtunnel_max_startups": "100:30:400",
        "revtunnel_per_source_max_startups": 10, "revtunnel_client_alive_interval": 30,
@@ -91,7 +97,10 @@ def test_every_spoke_value_its_files_carry_refuses_what_could_add_a_line_or_an_o
 
 HUB_VALUES = ("revtunnel_user", "revtunnel_jump_user", "revtunnel_registry_path", "revtunnel_authorized_keys_dir",
               "revtunnel_metrics_textfile_dir", "revtunnel_max_startups", "revtunnel_per_source_max_startups",
-              "revtunnel_client_alive_interval", "revtunnel_reaper_idle_grace", "revtunnel_metrics_interval")
+              "revtunnel_client_alive_interval", "revtunnel_reaper_idle_grace", "revtunnel_metrics_interval",
+              # Written as given into the local-access unit's iptables lines: "10999\n" dropped the rule's jump
+              # (red team, round four).
+              "revtunnel_port_range_start", "revtunnel_port_range_end")
 
 
 @pytest.mark.parametrize("hostile", list(HOSTILE))
@@ -157,3 +166,27 @@ def test_addresses_and_names_that_are_plain_pass():
     for bad in ("", "hub.example.", "-hub", "hub\n", "[::1]", "a b"):
         with pytest.raises(_rules.RuleError):
             _rules.address(bad, "x")
+
+
+@pytest.mark.parametrize("bad", ["fe80::1%eth0", "::1%h", "fe80::1%x\nProxyCommand id", "fe80::1%a b"])
+def test_an_ipv6_address_with_a_scope_is_refused_as_it_would_carry_a_token_or_a_line(bad):
+    with pytest.raises(_rules.RuleError):
+        _rules.address(bad, "x")
+    assert _rules.key_from(["fe80::/64"], "x") == ("fe80::/64",)
+    with pytest.raises(_rules.RuleError):
+        _rules.key_from(["fe80::%h/64"], "x")
+
+
+@pytest.mark.parametrize("bad", ["\u0663\u0660", "\uff13\uff10", " 30", "30\n", "\u00a030", "3\u200b0"])
+def test_a_number_is_plain_ascii_digits_as_it_is_written_into_units_and_configs_as_given(bad):
+    with pytest.raises(_rules.RuleError):
+        _rules.number(bad, "x", 1, 3600)
+    errors = _rules.check_hub({**HUB, "revtunnel_max_startups": bad})
+    assert errors and "revtunnel_max_startups" in errors[0], errors
+
+
+@pytest.mark.parametrize("value", ["10999\n", "1e4", "10_000", "+10000", "\uff11\uff10\uff10\uff10\uff10", 80, 70000])
+def test_a_port_range_bound_is_plain_digits_within_the_unprivileged_ports(value):
+    # The registry took "| int" of each bound, which Python reads from all of these; the unit got the text as given.
+    errors = _rules.check_hub({**HUB, "revtunnel_port_range_end": value})
+    assert errors and "revtunnel_port_range_end" in errors[0], errors

@@ -19,6 +19,7 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_identity
     IdentityError,
     ensure_account,
     prepare_identity,
+    remove_identity,
     resolve_hubs,
 )
 
@@ -174,7 +175,7 @@ def test_a_service_s_system_account_is_not_taken_over():
     service = pwd.struct_passwd(("postgres", "*", 110, 117, "PostgreSQL administrator", "/var/lib/postgresql",
                                  "/bin/bash"))
     accounts = Accounts(postgres=service)
-    with pytest.raises(IdentityError, match="not the tunnel's"):
+    with pytest.raises(IdentityError, match="not the tunnel's|not root"):
         ensure_account("postgres", "/var/lib/revtunnel", "/usr/sbin/nologin", "tunnel client", accounts.run,
                        lookup=accounts.lookup)
     assert accounts.commands == []
@@ -214,3 +215,60 @@ def test_a_failing_useradd_is_reported_with_its_error():
 
     with pytest.raises(IdentityError, match="cannot lock /etc/passwd"):
         ensure_account("revtunnel", "/var/lib/revtunnel", "/usr/sbin/nologin", "c", refuse, lookup=Accounts().lookup)
+
+
+# --- state absent: remove the tunnel's account and home, and nothing else (red team, round four) -------------
+
+COMMENT = "hubspoke.revtunnel tunnel client"
+
+
+def tunnel_home(tmp_path, uid=SYSTEM_UID):
+    home = tmp_path / "revtunnel"
+    home.mkdir()
+    for name in ("id_ed25519", "id_ed25519.pub"):
+        (home / name).write_text("key\n")
+    os.chown(home, uid, uid)
+    return home
+
+
+def test_the_tunnel_s_account_and_its_home_are_removed(tmp_path):
+    home = tunnel_home(tmp_path)
+    accounts = Accounts(revtunnel=pwd.struct_passwd(("revtunnel", "!", SYSTEM_UID, SYSTEM_UID, COMMENT, str(home),
+                                                     "/usr/sbin/nologin")))
+    assert remove_identity("revtunnel", str(home), COMMENT, accounts.run, check_mode=True,
+                           lookup=accounts.lookup, uid_min=1000) is True
+    assert home.exists() and accounts.commands == []
+    assert remove_identity("revtunnel", str(home), COMMENT, accounts.run, lookup=accounts.lookup, uid_min=1000) is True
+    assert not home.exists() and accounts.commands == [["userdel", "revtunnel"]]
+
+
+@pytest.mark.parametrize("entry", [("admin", "x", 1000, 1000, "", "/home/admin", "/bin/bash"),
+                                   ("postgres", "x", 105, 105, "PostgreSQL administrator", "/var/lib/postgresql",
+                                    "/bin/bash"),
+                                   ("root", "x", 0, 0, "root", "/root", "/bin/bash")])
+def test_a_person_s_or_a_service_s_account_named_as_the_tunnel_s_is_never_removed(tmp_path, entry):
+    # site.yml with revtunnel_state: absent and revtunnel_spoke_user: admin removed the lab's admin account.
+    accounts = Accounts(**{entry[0]: pwd.struct_passwd(entry)})
+    with pytest.raises(IdentityError, match="not the tunnel's|not root"):
+        remove_identity(entry[0], str(tmp_path / "none"), COMMENT, accounts.run, lookup=accounts.lookup, uid_min=1000)
+    assert accounts.commands == []
+
+
+def test_a_home_that_is_a_system_directory_is_never_removed(tmp_path):
+    # revtunnel_spoke_home: /srv with revtunnel_state: absent deleted /srv and everything in it.
+    system = tmp_path / "srv"
+    (system / "precious").mkdir(parents=True)
+    (system / "precious" / "file").write_text("data\n")
+    accounts = Accounts(revtunnel=pwd.struct_passwd(("revtunnel", "!", SYSTEM_UID, SYSTEM_UID, COMMENT,
+                                                     "/var/lib/revtunnel", "/usr/sbin/nologin")))
+    with pytest.raises(IdentityError, match="revtunnel_spoke_home=.*Nothing was removed"):
+        remove_identity("revtunnel", str(system), COMMENT, accounts.run, lookup=accounts.lookup, uid_min=1000)
+    assert (system / "precious" / "file").read_text() == "data\n" and accounts.commands == []
+
+
+def test_a_home_left_behind_by_a_gone_account_loses_only_the_tunnel_s_key(tmp_path):
+    home = tunnel_home(tmp_path, uid=4242)
+    accounts = Accounts()
+    assert remove_identity("revtunnel", str(home), COMMENT, accounts.run, lookup=accounts.lookup, uid_min=1000)
+    assert not home.exists() and accounts.commands == []
+    assert remove_identity("revtunnel", str(home), COMMENT, accounts.run, lookup=accounts.lookup, uid_min=1000) is False

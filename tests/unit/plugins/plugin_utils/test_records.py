@@ -153,6 +153,22 @@ def test_with_a_vault_password_the_secret_is_encrypted_and_needs_it_back(tmp_pat
         read_pair(tmp_path, loader=wrong)
 
 
+def test_a_vaulted_secret_swapped_for_a_plain_one_is_refused_when_the_run_has_a_vault_password(tmp_path, secret,
+                                                                                              host_key):
+    # The downgrade: a repository writer without the vault password replaces the encrypted secret by a plain one of
+    # their own (their host key pair and signing key) and re-signs the .json with a key of their own for a spoke.
+    # A checkout under umask 077, or the operator following "chmod 600", made it pass, and the hub got that host key.
+    vaulted = DataLoader()
+    vaulted.set_vault_secrets([("default", VaultSecret(b"lab vault password"))])
+    write_pair(tmp_path, secret, loader=vaulted)
+    theirs = _records.Secret(host_key[0], host_key[1], b"attacker's signing key, 32 bytes")
+    (tmp_path / "lab-hub.secret").unlink()
+    write_pair(tmp_path, theirs, {**SPOKES, "lab-pc-1": {**SPOKES["lab-pc-1"], "keys": [spoke_key("intruder")]}})
+    assert stat.S_IMODE(os.stat(tmp_path / "lab-hub.secret").st_mode) == 0o600
+    with pytest.raises(_records.RecordsError, match="not vault-encrypted, but this run has a vault password"):
+        read_pair(tmp_path, loader=vaulted)
+
+
 def test_a_secret_that_is_not_a_key_pair_is_refused(tmp_path, secret):
     write_pair(tmp_path, secret)
     path = tmp_path / "lab-hub.secret"
@@ -220,3 +236,11 @@ def test_a_run_that_would_lock_out_an_unreached_spoke_fails_and_changes_nothing(
     sync_registry(registry, spokes=[{"name": "lab-pc-1", "key": spoke_key("1")}, {"name": "lab-pc-2"}],
                   authorized_keys=keys, require_keys=["lab-pc-2"], restore={"lab-pc-2": SPOKES["lab-pc-2"]},
                   listening_ports=set())
+
+
+def test_a_records_directory_under_the_home_directory_is_the_home_directorys(tmp_path, monkeypatch):
+    # '~' passes the rules (revtunnel_hub_records_dir: ~/labs/...) but made a directory named '~' in the cwd.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args, directory, hub = _records_files.take_records_args({"records_dir": "~/labs/.revtunnel", "path": "/x"},
+                                                            {"inventory_hostname": "lab-hub"})
+    assert directory == str(tmp_path / "home" / "labs" / ".revtunnel") and args == {"path": "/x"} and hub == "lab-hub"
