@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
 TCP_LISTEN = "0A"
 TCP_ESTABLISHED = "01"
+TCP_TIME_WAIT = "06"
 # Timer kinds of the tr column: 1 retransmission, 4 zero-window probe (also after local drops).
 TIMER_RETRANSMIT, TIMER_PROBE0 = 1, 4
 USER_HZ = 100
@@ -143,6 +145,44 @@ def listening_inodes(port, paths=PROC_NET_TCP):
     return listening_sockets(paths).get(port, [])
 
 
+def connection(remote, sockets):
+    """The ESTABLISHED socket whose remote end is REMOTE (ip, port), or None: sshd's end of a session."""
+    return next((s for s in sockets if s.state == TCP_ESTABLISHED and s.remote_address == tuple(remote)), None)
+
+
+def waiting_for_retransmission(sock, min_wait):
+    """Whether SOCK has data the peer has not acknowledged, is past its first re-sends, and sends again only in
+    MIN_WAIT s or later: nothing new gets through it before then, whatever the link does meanwhile (TCP's
+    backoff doubles the wait after each unanswered re-send, up to 2 min)."""
+    return (sock is not None and sock.unacked > 0 and sock.timer == TIMER_RETRANSMIT and sock.retransmits >= 2
+            and sock.when >= min_wait)
+
+
+def account(uid):
+    """The account name of UID, or 'uid N' when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def account_uid(name):
+    """The uid of account NAME, or None when there is no such account."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def foreign_holders(sockets, ports, uid):
+    """The sockets on PORTS (local side) that an account other than UID holds, TIME_WAIT aside (the kernel
+    keeps no owner for those): listeners, and sockets bound to the port and connected out."""
+    ports = set(ports)
+    return [s for s in sockets
+            if s.port in ports and s.state != TCP_TIME_WAIT and s.uid != uid and s.uid >= 0
+            and (s.state == TCP_LISTEN or s.inode not in ("", "0"))]
+
+
 class Proc:
     """The few facts the reaper reads from /proc (a fake tree in tests)."""
 
@@ -263,3 +303,16 @@ class Proc:
         Raises PermissionError when the fds of the session's unprivileged child cannot be read.
         """
         return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
+
+    def socket_holders(self, inodes: set[int]) -> dict[int, list[int]]:
+        """{inode: [pids]} of the processes holding these socket inodes, for the processes whose fds can be read
+        (all of them with CAP_SYS_PTRACE; without it root reads only root's and dumpable same-uid ones)."""
+        found: dict[int, list[int]] = {}
+        for pid in self._pids():
+            try:
+                held = self.socket_inodes(pid) & inodes
+            except (PermissionError, ProcessLookupError):
+                continue
+            for inode in held:
+                found.setdefault(inode, []).append(pid)
+        return found
