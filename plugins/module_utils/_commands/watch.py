@@ -18,6 +18,16 @@ reads the banner of a fresh connection to the hub's sshd (_probe.probe_ssh):
   for that transmission plus 2 s (at most --resume-wait s), then end it if it is still stalled: its own
   packet went out while the hub was reachable and nothing came back.
 Ending it is SIGTERM to ssh; the unit's Restart=always dials again at once.
+
+A session can also be stuck at the hub's end: connections to the spoke's port during a cut queue data on the hub,
+whose TCP then waits up to a minute before re-sending it, long after the link is back. The spoke sees that as a
+session whose data the hub acknowledges while nothing comes from the hub (tcp_info through sock_diag), or, when the
+link went down at the spoke itself (its kernel holds its data back: a zero-window probe timer), as a stall while the
+hub answers. Then the watchdog knocks: it dials a second session with the tunnel's own command line. The hub's reaper
+looks at its end of the old session: when the hub's data waits for a re-send, the new session gets the ports at once
+(the knock is retried a few times while the reaper ends the old one); when the hub's end is fine it reads the banner
+through the old session as always, which wakes it, and the knock is refused. A knock that got the ports becomes the
+unit's main process (sd_notify MAINPID=, NotifyAccess=all) and the stuck one is ended.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -81,6 +92,14 @@ def have_address(ip):
     return True
 
 
+def hub_deaf(info, silent_after):
+    """Whether the hub acknowledges this session's data but has sent none for a while: its own data waits for a
+    re-send (a busy cut). ssh sends a keep-alive after 3 s without a word from the hub, and the hub answers it at
+    once, so a second without an answer after the acknowledgement is already odd."""
+    return (info is not None and info.unacked == 0 and info.last_ack_recv <= 1500
+            and info.last_data_recv >= info.last_ack_recv + 1000 and info.last_data_recv >= silent_after * 1000)
+
+
 def hub_answers(host, port, timeout):
     """A fresh connection to the hub's sshd reads its banner within TIMEOUT s (one deadline in all)."""
     return _probe.probe_ssh(port, timeout, host=host).up
@@ -89,20 +108,26 @@ def hub_answers(host, port, timeout):
 class Watch:
     """The decisions, fed one sample a second (times in seconds, monotonic)."""
 
-    def __init__(self, silent_after=4.0, probe_every=1.0, resume_wait=120.0, grace=2.0):
+    def __init__(self, silent_after=4.0, probe_every=1.0, resume_wait=120.0, grace=2.0, knock_every=30.0):
         self.silent_after, self.probe_every, self.resume_wait, self.grace = (
             silent_after, probe_every, resume_wait, grace)
+        self.knock_every = knock_every
         self.before = None
         self.progress_at = None
         self.next_probe = 0.0
+        self.next_knock = 0.0
         self.deadline = None
 
-    def step(self, now, sock, probe, have_local):
-        """One sample; returns (action, message): action is None, 'log' or 'end'."""
+    def step(self, now, sock, probe, have_local, info=None):
+        """One sample; returns (action, message): action is None, 'log', 'knock' or 'end'."""
         before, self.before = self.before, sock
         if sock is None or self.progress_at is None or progressed(sock, before):
             resumed = self.deadline is not None
             self.progress_at, self.deadline, self.next_probe = now, None, 0.0
+            if sock is not None and hub_deaf(info, self.silent_after) and now >= self.next_knock:
+                self.next_knock = now + self.knock_every
+                return "knock", (f"the hub acknowledges this session but has sent nothing for "
+                                 f"{info.last_data_recv / 1000:.0f} s (its data waits for a re-send): knocking")
             return ("log", "the session resumed") if resumed else (None, "")
         silent = now - self.progress_at
         if self.deadline is not None:
@@ -121,8 +146,112 @@ class Watch:
                            "the session cannot resume, ending it")
         wait = min(sock.when + self.grace, self.resume_wait)
         self.deadline = now + wait
+        if sock.timer == _procfs.TIMER_PROBE0 and now >= self.next_knock:
+            # This host held the data back (the link went down here): the hub may hold its own just as long.
+            self.next_knock = now + self.knock_every
+            return "knock", (f"the session has been stalled for {silent:.0f} s and the hub answers: knocking "
+                             f"(and waiting up to {wait:.0f} s for it to resume)")
         return "log", (f"the session has been stalled for {silent:.0f} s and the hub answers: "
                        f"waiting up to {wait:.0f} s for it to resume")
+
+
+def command_line(pid):
+    """The argument list of process PID."""
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return [part.decode("utf-8", "surrogateescape") for part in handle.read().split(b"\0")[:-1]]
+
+
+def knock_command(argv, log_path):
+    """The tunnel's own ssh command line, logging to LOG_PATH; None unless it forks once forwarded (-f)."""
+    if not argv or "-f" not in argv:
+        return None
+    argv = list(argv)
+    if "-E" in argv[:-1]:
+        argv[argv.index("-E") + 1] = log_path
+    return argv
+
+
+def find_process(argv, exclude):
+    """The pid of a process of this account running exactly ARGV, other than EXCLUDE, or None."""
+    wanted = "\0".join(argv).encode("utf-8", "surrogateescape") + b"\0"
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in exclude:
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                if handle.read() == wanted:
+                    return int(name)
+        except OSError:
+            continue
+    return None
+
+
+def notify(message):
+    """Send MESSAGE to systemd's notification socket; False when there is none."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+    return True
+
+
+def knock(pid, attempts=8, pause=0.3, resumed=lambda: False):
+    """Dial a second session with PID's command line until one gets the forwards: (its pid or None, its log).
+
+    The first attempt is usually refused: the reaper ends a stuck session right after the knock's login. The
+    attempts stop once the old session moves again (RESUMED): the hub kept it and read a banner through it."""
+    log_path = os.path.join(os.environ.get("RUNTIME_DIRECTORY", "/tmp"), "knock.log")
+    argv = knock_command(command_line(pid), log_path)
+    if argv is None:
+        return None, None
+    for attempt in range(attempts):
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=30, check=False).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            done = False
+        if done:
+            return find_process(argv, {pid, os.getpid()}), log_path
+        if attempt + 1 < attempts:
+            time.sleep(pause)
+            if resumed():
+                break
+    return None, log_path
+
+
+def hand_over(old, new, log_path):
+    """Make NEW the unit's main process, end OLD; the ssh log follows. False when systemd cannot be told."""
+    if not notify(f"MAINPID={new}"):
+        return False
+    time.sleep(0.5)  # systemd takes the new main pid before it sees the old one go
+    with contextlib.suppress(OSError):
+        os.replace(log_path, os.path.join(os.path.dirname(log_path), "ssh.log"))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(old, signal.SIGTERM)
+    return True
+
+
+def resumed(pid):
+    """Whether ssh's connection to the hub has nothing left to be acknowledged, and data came in lately."""
+    try:
+        sock = session_socket(pid)
+    except OSError:
+        return False
+    info = tcp_info(sock)
+    return sock is not None and sock.unacked == 0 and (info is None or info.last_data_recv < 1000)
+
+
+def tcp_info(sock):
+    """The kernel's tcp_info of SOCK through sock_diag, or None where netlink is not allowed."""
+    if sock is None:
+        return None
+    try:
+        return _procfs.tcp_infos().get(int(sock.inode))
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv=None):
@@ -134,6 +263,8 @@ def main(argv=None):
     parser.add_argument("--probe-timeout", type=float, default=2.0, help="seconds a banner probe may take")
     parser.add_argument("--resume-wait", type=float, default=120.0,
                         help="at most this many seconds for a stalled session to resume once the hub answers")
+    parser.add_argument("--no-knock", dest="knock", action="store_false",
+                        help="never dial a second session to replace one stuck at the hub's end")
     parser.add_argument("--foreground", action="store_true", help="do not detach (for tests)")
     parser.add_argument("--debug", action="store_true", help="print every sample")
     args = parser.parse_args(argv)
@@ -141,22 +272,39 @@ def main(argv=None):
         return 0  # the unit's ExecStartPost returns; the watchdog stays in the unit's cgroup
     watch = Watch(args.silent_after, args.probe_every, args.resume_wait)
     output.say(f"revtunnel-watch: watching ssh (pid {args.pid})", sys.stderr)
+    pid = args.pid
     while True:
         try:
-            sock = session_socket(args.pid)
+            sock = session_socket(pid)
         except OSError:
             return 0  # ssh is gone: the unit restarts, and a new watchdog with it
         action, message = watch.step(
             time.monotonic(), sock,
             lambda s=sock: hub_answers(*s.remote_address, args.probe_timeout),
-            have_address)
+            have_address, tcp_info(sock) if args.knock else None)
+        if action == "knock" and not args.knock:
+            action, message = "log", message.replace("knocking", "not knocking (--no-knock)")
         if args.debug and sock:
             output.say(f"revtunnel-watch: unacked {sock.unacked} timer {sock.timer} in {sock.when:.2f} s "
                        f"retransmits {sock.retransmits} probes {sock.probes}", sys.stderr)
         if action:
             output.say(f"revtunnel-watch: {message}", sys.stderr)
+        if action == "knock":
+            new, log_path = knock(pid, resumed=lambda old=pid: resumed(old))
+            if new is None:
+                output.say("revtunnel-watch: the hub kept this session (it answers through it)", sys.stderr)
+            elif hand_over(pid, new, log_path):
+                output.say(f"revtunnel-watch: the hub gave the ports to the new session (ssh pid {new}); "
+                           f"ended the stuck one (pid {pid})", sys.stderr)
+                pid, watch = new, Watch(args.silent_after, args.probe_every, args.resume_wait)
+            else:
+                # No notification socket: systemd would not follow the new session; both go, the unit dials again.
+                for stale in (new, pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(stale, signal.SIGTERM)
+                return 0
         if action == "end":
             with contextlib.suppress(ProcessLookupError):
-                os.kill(args.pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             return 0
         time.sleep(1.0)
