@@ -201,13 +201,26 @@ def ratio(ours, other):
     return "-"
 
 
+def use_prefix(prefix, subnet):
+    """Name the labs' containers and network PREFIX-..., on SUBNET (three octets), beside other benches' labs."""
+    global NETWORK, SUBNET, OUR_UNIT
+    NETWORK, SUBNET = f"{prefix}-net", subnet
+    for lab in LABS.values():
+        for role in ("hub", "spoke"):
+            lab[role] = lab[role].replace("rt-bench", prefix, 1)
+    OUR_UNIT = f"revtunnel@{LABS['ours']['hub']}.service"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=3, help="times each fault is repeated (default 3)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds after which a tunnel counts as stuck")
     parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
+    parser.add_argument("--prefix", default="rt-bench", help="containers and network are named PREFIX-... (rt-bench)")
+    parser.add_argument("--subnet", default=SUBNET, help=f"the labs' network, three octets ({SUBNET})")
     args = parser.parse_args()
+    use_prefix(args.prefix, args.subnet)
     chosen = [f for f in args.faults.split(",") if f]
     unknown = set(chosen) - set(FAULTS)
     if unknown:
