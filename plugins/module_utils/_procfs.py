@@ -244,6 +244,58 @@ def parse_diag(payload):
     return found, done
 
 
+SOCK_DESTROY = 21
+
+
+def _diag_ids(payload):
+    """The raw socket ids (48 bytes: ports, addresses, interface, cookie) and families of a sock_diag dump."""
+    found, offset, done = [], 0, False
+    while offset + 16 <= len(payload):
+        length, kind = struct.unpack_from("=IH", payload, offset)
+        if length < 16:
+            break
+        body = payload[offset + 16:offset + length]
+        offset += (length + 3) & ~3
+        if kind in (NLMSG_DONE, NLMSG_ERROR):
+            done = True
+        elif kind == SOCK_DIAG_BY_FAMILY and len(body) >= DIAG_MSG.size:
+            family, _state, _timer, _retrans, sockid = DIAG_MSG.unpack_from(body)[:5]
+            found.append((family, sockid))
+    return found, done
+
+
+def destroy_time_wait(port):
+    """End the TIME_WAIT sockets whose local port is PORT (sock_diag SOCK_DESTROY); how many were ended.
+
+    A squatter that accepted and closed connections leaves them, and without SO_REUSEADDR of its own they keep sshd
+    from binding the port for 60 s after the squatter is gone. Needs CAP_NET_ADMIN and a kernel that destroys
+    TIME_WAIT sockets; raises OSError otherwise.
+    """
+    ended = 0
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(2.0)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            request = struct.pack("=BBBBI48s", family, socket.IPPROTO_TCP, 0, 0, 1 << int(TCP_TIME_WAIT, 16),
+                                  b"\0" * 48)
+            nl.send(struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, 0x301, 1, 0) + request)
+            ids, done = [], False
+            while not done:
+                part, done = _diag_ids(nl.recv(65536))
+                ids.extend(part)
+            for fam, sockid in ids:
+                if struct.unpack_from(">H", sockid)[0] != port:
+                    continue
+                request = struct.pack("=BBBBI48s", fam, socket.IPPROTO_TCP, 0, 0, 1 << int(TCP_TIME_WAIT, 16), sockid)
+                nl.send(struct.pack("=IHHII", 16 + len(request), SOCK_DESTROY, 0x5, 2, 0) + request)
+                reply = nl.recv(65536)
+                length, kind = struct.unpack_from("=IH", reply)
+                error = struct.unpack_from("=i", reply, 16)[0] if kind == NLMSG_ERROR else 0
+                if error:
+                    raise OSError(-error, os.strerror(-error))
+                ended += 1
+    return ended
+
+
 def tcp_infos(families=(socket.AF_INET, socket.AF_INET6)):
     """{inode (int): TcpInfo} of every ESTABLISHED TCP socket of this network namespace, through sock_diag.
 

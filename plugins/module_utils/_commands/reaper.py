@@ -361,16 +361,19 @@ def session_answers(port, timeout, host="127.0.0.1"):
     return True
 
 
-CAP_KILL, CAP_SYS_PTRACE = 5, 19
+CAP_DAC_READ_SEARCH, CAP_KILL, CAP_NET_ADMIN, CAP_SYS_PTRACE = 2, 5, 12, 19
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def keep_only_capabilities(*keep):
     """Drop every capability but KEEP from this process (effective, permitted, inheritable): after the bind filter
-    is linked, the daemon needs only to read the sessions' fds and to signal other accounts' processes."""
+    is linked, the daemon needs only to read the sessions' and other accounts' fds and to signal their processes."""
     mask = 0
     for cap in keep:
         mask |= 1 << cap
+    # What this process does not have (a container without CAP_DAC_READ_SEARCH) cannot be kept.
+    with open("/proc/self/status", encoding="ascii") as status:
+        mask &= next((int(line.split()[1], 16) for line in status if line.startswith("CapPrm:")), 0)
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0, mask >> 32, mask >> 32, 0)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -647,8 +650,10 @@ class Reaper:
         return None
 
     def drop_privileges(self):
+        # Without the filter a squatter can leave TIME_WAIT sockets on a spoke's port: ending them takes CAP_NET_ADMIN.
+        extra = () if self.guard is not None else (CAP_NET_ADMIN,)
         try:
-            keep_only_capabilities(CAP_SYS_PTRACE, CAP_KILL)
+            keep_only_capabilities(CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL, *extra)
         except (OSError, AttributeError) as exc:
             log(4, f"cannot drop the capabilities used to link the bind filter: {exc}")
 
@@ -674,6 +679,8 @@ class Reaper:
                     name = _procfs.account(uid)
                     log(4, f"refused {new} bind(s) of port {port} ({owner}) by account {name} (uid {uid}): "
                            f"only {self.args.user} may bind the spokes' ports")
+        if self.guard is None:
+            self.clear_time_wait(sockets, port_of)
         holders = _procfs.foreign_holders(sockets, self.guarded_ports(spokes), self.tunnel_uid)
         if not holders:
             return
@@ -697,7 +704,25 @@ class Reaper:
             if not pids and ("unfound", key) not in self.squatters_seen:
                 self.squatters_seen.add(("unfound", key))
                 log(4, f"cannot find the process of account {name} holding port {sock.port}: reading "
-                       "other accounts' fds needs CAP_SYS_PTRACE")
+                       "other accounts' fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH")
+
+    def clear_time_wait(self, sockets, port_of):
+        """End TIME_WAIT sockets on a spoke's port that nothing listens on: a gone squatter's keep sshd from binding
+        it for 60 s (only without the filter, which keeps squatters from binding at all)."""
+        listening = {s.port for s in sockets if s.state == _procfs.TCP_LISTEN}
+        waiting = {s.port for s in sockets if s.state == _procfs.TCP_TIME_WAIT and s.port in port_of} - listening
+        for port in sorted(waiting):
+            try:
+                ended = _procfs.destroy_time_wait(port)
+            except OSError as exc:
+                if ("time_wait", port) not in self.squatters_seen:
+                    self.squatters_seen.add(("time_wait", port))
+                    log(4, f"cannot end the TIME_WAIT sockets on port {port} (spoke {port_of[port]}): {exc}; its "
+                           "tunnel can bind it again once they expire (60 s)")
+                continue
+            if ended:
+                log(5, f"ended {ended} TIME_WAIT socket(s) on port {port} (spoke {port_of[port]}), which nothing "
+                       "listens on: they kept its tunnel from binding it")
 
     def round(self):
         """One look every --cap-every seconds: sessions without ports, and the guard."""
