@@ -403,6 +403,7 @@ class Reaper:
         self.refused_counts = {}
         self.refused_reported = {}
         self.squatters_seen = set()
+        self._keys_cache = None
 
     # --- what the hub holds -----------------------------------------------------------------------------
 
@@ -437,7 +438,19 @@ class Reaper:
     # --- decisions on logins --------------------------------------------------------------------------------
 
     def keys(self):
-        """The keys the hub trusts now (the registry is re-read: spokes come and go while we run)."""
+        """The keys the hub trusts now (the registry is re-read when it changed: spokes come and go while we run)."""
+        try:
+            info = os.stat(self.args.registry)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and self._keys_cache and self._keys_cache[0] == stamp:
+            return self._keys_cache[1]
+        found = self._read_keys()
+        self._keys_cache = (stamp, found) if stamp is not None and found else None
+        return found
+
+    def _read_keys(self):
         try:
             spokes = document.read_spokes(self.args.registry)
         except (OSError, ValueError) as exc:
