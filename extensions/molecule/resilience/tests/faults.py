@@ -243,6 +243,8 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
 
     Returns (fresh, held): seconds from the link's return until a new connection through the tunnel reads the
     spoke's banner (None after LIMIT s), and until the held connection answered again (None: it was lost).
+    A quiet cut stops the hub's metrics timer meanwhile: it reads every port every 30 s, which makes any longer cut
+    a busy one.
     """
     files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
     sh(hub, "rm -f " + " ".join(files))
@@ -252,12 +254,18 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
         if time.time() > end:
             raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
         time.sleep(0.1)
+    timer = "revtunnel-metrics.timer"
+    paused = not probe_every and sh(hub, f"systemctl is-active {timer} || true") == "active"
+    if paused:
+        sh(hub, f"systemctl stop {timer}")
     if probe_every:
         docker("exec", "-d", hub, "python3", "-c", PROBER, str(seconds), str(port), str(probe_every))
     _block(spoke, hub_address, "-I", far=False)
     time.sleep(seconds)  # the fault itself, not an assertion
     _block(spoke, hub_address, "-D", far=False)
     back = time.time()
+    if paused:
+        sh(hub, f"systemctl start {timer}")
     sh(hub, f"echo {back} >{files[1]}")
     fresh = time_to_banner(hub, port, back, limit)
     end = back + limit + 10
