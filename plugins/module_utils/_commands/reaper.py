@@ -680,18 +680,22 @@ class Reaper:
                 counts = self.guard.refused()
             except OSError:
                 counts = {}
+            fresh = {}
             for key, count in sorted(counts.items()):
-                if key == self.self_test_key:
+                if key != self.self_test_key and count > self.refused_counts.get(key, 0):
+                    fresh.setdefault(key[0], []).append((key[1], count - self.refused_counts.get(key, 0), count))
+            # One line per account and minute, however many ports it tries: a bind loop cannot flood the journal.
+            for uid, tries in sorted(fresh.items()):
+                if now - self.refused_reported.get(uid, float("-inf")) < REPORT_REFUSED_EVERY:
                     continue
-                new = count - self.refused_counts.get(key, 0)
-                if new > 0 and now - self.refused_reported.get(key, float("-inf")) >= REPORT_REFUSED_EVERY:
-                    self.refused_counts[key] = count
-                    self.refused_reported[key] = now
-                    uid, port = key
-                    owner = f"spoke {port_of[port]}" if port in port_of else "the spokes' range"
-                    name = _procfs.account(uid)
-                    log(4, f"refused {new} bind(s) of port {port} ({owner}) by account {name} (uid {uid}): "
-                           f"only {self.args.user} may bind the spokes' ports")
+                self.refused_reported[uid] = now
+                for port, _new, count in tries:
+                    self.refused_counts[(uid, port)] = count
+                shown = ", ".join(f"port {port} ({'spoke ' + port_of[port] if port in port_of else 'range'}) x{new}"
+                                  for port, new, _count in tries[:5])
+                more = f" and {len(tries) - 5} more ports" if len(tries) > 5 else ""
+                log(4, f"refused binds by account {_procfs.account(uid)} (uid {uid}): {shown}{more}; only "
+                       f"{self.args.user} may bind the spokes' ports")
         if self.guard is None:
             self.clear_time_wait(sockets, port_of)
         holders = _procfs.foreign_holders(sockets, self.guarded_ports(spokes), self.tunnel_uid)

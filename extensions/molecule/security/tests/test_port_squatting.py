@@ -17,6 +17,7 @@ from conftest import SPOKES, UNIT, hub_reads_banner, lab_host, wait_for
 
 REAPER = "revtunnel-reaper.service"
 MALLORY = "rt-sec-mallory"
+MODES = ("listen", "connect", "loop")
 
 # Runs on the hub as some account: try to take PORT one way; prints what happened.
 SQUAT = r"""
@@ -60,7 +61,8 @@ except OSError as exc:
 
 @pytest.fixture(scope="module")
 def squat_script(hub):
-    hub.run(f"id {MALLORY} || useradd -M -s /bin/sh {MALLORY}")
+    for account in (MALLORY, *(f"{MALLORY}-{mode}" for mode in MODES)):
+        hub.run(f"id {account} || useradd -M -s /bin/sh {account}")
     hub.check_output(f"cat > /usr/local/bin/rt-sec-squat.py <<'PY'\n{SQUAT}PY")
     hub.run_test("chmod 0755 /usr/local/bin/rt-sec-squat.py")
     return "/usr/local/bin/rt-sec-squat.py"
@@ -83,15 +85,17 @@ def test_the_bind_filter_is_linked_and_the_reaper_kept_no_privilege(hub):
     assert effective == wanted, f"CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_KILL only: {effective:#x}"
 
 
-@pytest.mark.parametrize("mode", ["listen", "connect", "loop"])
+@pytest.mark.parametrize("mode", MODES)
 def test_no_account_can_take_a_stopped_spokes_port_and_the_journal_names_it(hub, registry, squat_script, mode):
-    """20.3 / 21.4: the spoke is stopped, mallory squats its port one way, the spoke starts again."""
+    """20.3 / 21.4: the spoke is stopped, an account squats its port one way, the spoke starts again. Each way has
+    its own account: the reaper names an account at most once a minute."""
+    squatter = f"{MALLORY}-{mode}"
     name = SPOKES[0]
     spoke, port = lab_host(name), registry["ports"][name]["ssh"]
     spoke.run_test(f"systemctl stop {UNIT}")
     assert wait_for(lambda: f":{port} " not in hub.check_output("ss -Htln") + " ", timeout=15)
     since = mark(hub)
-    hub.run_test(f"runuser -u {MALLORY} -- python3 {squat_script} {mode} {port} 25 >/tmp/rt-sec-squat.out 2>&1 &")
+    hub.run_test(f"runuser -u {squatter} -- python3 {squat_script} {mode} {port} 25 >/tmp/rt-sec-squat.out 2>&1 &")
     time.sleep(2)
     started = time.monotonic()
     spoke.run_test(f"systemctl start --no-block {UNIT}")
@@ -99,15 +103,15 @@ def test_no_account_can_take_a_stopped_spokes_port_and_the_journal_names_it(hub,
         assert hub_reads_banner(hub, port, timeout=30), hub.run("cat /tmp/rt-sec-squat.out").stdout
         took = time.monotonic() - started
     finally:
-        hub.run(f"pkill -u {MALLORY} -f rt-sec-squat")
+        hub.run(f"pkill -u {squatter} -f rt-sec-squat")
     banner = hub.check_output(f"python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", {port}), 3);"
                               " s.settimeout(3); print(s.recv(64))'")
     assert "impostor" not in banner and "OpenSSH" in banner, banner
     print(f"{mode}: spoke back {took:.1f} s after its start; squatter: {hub.check_output('cat /tmp/rt-sec-squat.out')}")
     assert "refused" in hub.check_output("cat /tmp/rt-sec-squat.out")
-    log = wait_for(lambda: (lambda text: text if f"by account {MALLORY}" in text else "")(reaper_log(hub, since)),
+    log = wait_for(lambda: (lambda text: text if f"by account {squatter}" in text else "")(reaper_log(hub, since)),
                    timeout=10)
-    assert f"of port {port} (spoke {name}/ssh) by account {MALLORY}" in log, reaper_log(hub, since)
+    assert f"refused binds by account {squatter}" in log and f"port {port} (spoke {name}/ssh)" in log, log
 
 
 def test_root_and_a_services_account_are_refused_too(hub, registry, squat_script):

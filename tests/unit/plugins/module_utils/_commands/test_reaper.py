@@ -622,8 +622,8 @@ def test_the_filters_refusals_are_reported_with_the_account_once_a_minute(run, m
     Guard.counts[(1000, 10000)] = 500
     run.guard_round([], spokes)
     reported = [text for _prio, text in run.logged if text.startswith("refused")]
-    assert reported == ["refused 168 bind(s) of port 10000 (spoke lab-pc-1/ssh) by account mallory (uid 1000): "
-                        "only tunnel may bind the spokes' ports"], "the self-test is not reported; repeats wait 60 s"
+    assert reported == ["refused binds by account mallory (uid 1000): port 10000 (spoke lab-pc-1/ssh) x168; only "
+                        "tunnel may bind the spokes' ports"], "the self-test is not reported; repeats wait 60 s"
 
 
 def test_ports_option():
