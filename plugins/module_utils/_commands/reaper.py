@@ -663,10 +663,10 @@ class Reaper:
         return None
 
     def drop_privileges(self):
-        # Without the filter a squatter can leave TIME_WAIT sockets on a spoke's port: ending them takes CAP_NET_ADMIN.
-        extra = () if self.guard is not None else (CAP_NET_ADMIN,)
+        # A squatter that got in before the filter (at boot, or while the reaper restarted) can leave TIME_WAIT
+        # sockets on a spoke's port once it is ended: ending those takes CAP_NET_ADMIN.
         try:
-            keep_only_capabilities(CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL, *extra)
+            keep_only_capabilities(CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL, CAP_NET_ADMIN)
         except (OSError, AttributeError) as exc:
             log(4, f"cannot drop the capabilities used to link the bind filter: {exc}")
 
@@ -696,8 +696,7 @@ class Reaper:
                 more = f" and {len(tries) - 5} more ports" if len(tries) > 5 else ""
                 log(4, f"refused binds by account {_procfs.account(uid)} (uid {uid}): {shown}{more}; only "
                        f"{self.args.user} may bind the spokes' ports")
-        if self.guard is None:
-            self.clear_time_wait(sockets, port_of)
+        self.clear_time_wait(sockets, port_of)
         holders = _procfs.foreign_holders(sockets, self.guarded_ports(spokes), self.tunnel_uid)
         if not holders:
             return
@@ -725,7 +724,7 @@ class Reaper:
 
     def clear_time_wait(self, sockets, port_of):
         """End TIME_WAIT sockets on a spoke's port that nothing listens on: a gone squatter's keep sshd from binding
-        it for 60 s (only without the filter, which keeps squatters from binding at all)."""
+        it for 60 s (with the filter linked, only a squatter from before the filter can leave them)."""
         listening = {s.port for s in sockets if s.state == _procfs.TCP_LISTEN}
         waiting = {s.port for s in sockets if s.state == _procfs.TCP_TIME_WAIT and s.port in port_of} - listening
         for port in sorted(waiting):
