@@ -4,8 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one reader of /proc: the host's TCP sockets, and the few process facts the hub's reaper checks.
 
-What /proc/net/tcp lacks (when data last came in, as opposed to acknowledgements) comes from the kernel's
-sock_diag netlink interface (``tcp_infos``), which any account may read for its own network namespace.
+What /proc cannot do, ending a TIME_WAIT socket, goes through the kernel's sock_diag netlink interface.
 
 Pure Python with no Ansible import. The registry reads which ports are taken, the banner probe which socket
 holds a port (a restarted tunnel binds a new one), the reaper and the status which account owns a listener
@@ -188,60 +187,10 @@ def foreign_holders(sockets, ports, uid):
             and (s.state == TCP_LISTEN or s.inode not in ("", "0"))]
 
 
-@dataclass(frozen=True)
-class TcpInfo:
-    """The part of the kernel's struct tcp_info the watchdog reads: packets not acknowledged, and milliseconds since
-    data and since an acknowledgement last came in."""
-
-    unacked: int
-    last_data_recv: int
-    last_ack_recv: int
-    backoff: int = 0
-    retransmits: int = 0
-
-
-NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, INET_DIAG_INFO = 4, 20, 2
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
 NLMSG_DONE, NLMSG_ERROR = 3, 2
 # struct inet_diag_msg is 72 bytes: family, state, timer, retrans, the socket id (48), expires, queues, uid, inode.
 DIAG_MSG = struct.Struct("=BBBB48sIIIII")
-
-
-def parse_tcp_info(data):
-    """TcpInfo from the bytes of a struct tcp_info (the fields sit at fixed offsets since Linux 2.6)."""
-    if len(data) < 60:
-        return None
-    retransmits, _probes, backoff = data[2], data[3], data[4]
-    unacked, = struct.unpack_from("=I", data, 24)
-    last_data_recv, last_ack_recv = struct.unpack_from("=II", data, 52)
-    return TcpInfo(unacked, last_data_recv, last_ack_recv, backoff, retransmits)
-
-
-def parse_diag(payload):
-    """{inode: TcpInfo} of one or more netlink messages of a sock_diag dump; the bool says the dump is done."""
-    found, offset, done = {}, 0, False
-    while offset + 16 <= len(payload):
-        length, kind = struct.unpack_from("=IH", payload, offset)
-        if length < 16:
-            break
-        body = payload[offset + 16:offset + length]
-        offset += (length + 3) & ~3
-        if kind in (NLMSG_DONE, NLMSG_ERROR):
-            done = True
-            continue
-        if kind != SOCK_DIAG_BY_FAMILY or len(body) < DIAG_MSG.size:
-            continue
-        inode = DIAG_MSG.unpack_from(body)[-1]
-        attrs = body[DIAG_MSG.size:]
-        while len(attrs) >= 4:
-            alen, atype = struct.unpack_from("=HH", attrs)
-            if alen < 4:
-                break
-            if atype == INET_DIAG_INFO:
-                info = parse_tcp_info(attrs[4:alen])
-                if info is not None:
-                    found[inode] = info
-            attrs = attrs[(alen + 3) & ~3:]
-    return found, done
 
 
 SOCK_DESTROY = 21
@@ -294,26 +243,6 @@ def destroy_time_wait(port):
                     raise OSError(-error, os.strerror(-error))
                 ended += 1
     return ended
-
-
-def tcp_infos(families=(socket.AF_INET, socket.AF_INET6)):
-    """{inode (int): TcpInfo} of every ESTABLISHED TCP socket of this network namespace, through sock_diag.
-
-    Raises OSError when netlink is not allowed (a unit without AF_NETLINK in RestrictAddressFamilies).
-    """
-    found = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
-        nl.settimeout(2.0)
-        for seq, family in enumerate(families, 1):
-            # struct inet_diag_req_v2: family, protocol, extensions (1 << (INET_DIAG_INFO - 1)), pad, states, id.
-            request = struct.pack("=BBBBI48s", family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0,
-                                  1 << int(TCP_ESTABLISHED, 16), b"\0" * 48)
-            nl.send(struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, 0x301, seq, 0) + request)
-            done = False
-            while not done:
-                part, done = parse_diag(nl.recv(65536))
-                found.update(part)
-    return found
 
 
 class Proc:

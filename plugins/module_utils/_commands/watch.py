@@ -20,14 +20,14 @@ reads the banner of a fresh connection to the hub's sshd (_probe.probe_ssh):
 Ending it is SIGTERM to ssh; the unit's Restart=always dials again at once.
 
 A session can also be stuck at the hub's end: connections to the spoke's port during a cut queue data on the hub,
-whose TCP then waits up to a minute before re-sending it, long after the link is back. The spoke sees that as a
-session whose data the hub acknowledges while nothing comes from the hub (tcp_info through sock_diag), or, when the
-link went down at the spoke itself (its kernel holds its data back: a zero-window probe timer), as a stall while the
-hub answers. Then the watchdog knocks: it dials a second session with the tunnel's own command line. The hub's reaper
-looks at its end of the old session: when the hub's data waits for a re-send, the new session gets the ports at once
-(the knock is retried a few times while the reaper ends the old one); when the hub's end is fine it reads the banner
-through the old session as always, which wakes it, and the knock is refused. A knock that got the ports becomes the
-unit's main process (sd_notify MAINPID=, NotifyAccess=all) and the stuck one is ended.
+whose TCP then waits up to a minute before re-sending it, long after the link is back, and the spoke cannot see the
+hub's timer. So after a long stall the watchdog knocks, once: when the hub answers while this host still holds its
+own data back (the link went down here: a zero-window probe timer), or when the stall ends. It dials a second session
+with the tunnel's own command line. The hub's reaper looks at its end of the old session: when the hub's data waits
+for a re-send, the new session gets the ports at once (the knock is retried a few times while the reaper ends the old
+one); when the hub's end is fine it reads the banner through the old session as always, which wakes it, and the
+knock is refused and ends. A knock that got the ports proves the old session was given up by the hub: the watchdog
+ends both, and the unit dials again at once (no notification access needed, the sandbox is unchanged).
 """
 
 from __future__ import annotations
@@ -92,14 +92,6 @@ def have_address(ip):
     return True
 
 
-def hub_deaf(info, silent_after):
-    """Whether the hub acknowledges this session's data but has sent none for a while: its own data waits for a
-    re-send (a busy cut). ssh sends a keep-alive after 3 s without a word from the hub, and the hub answers it at
-    once, so a second without an answer after the acknowledgement is already odd."""
-    return (info is not None and info.unacked == 0 and info.last_ack_recv <= 1500
-            and info.last_data_recv >= info.last_ack_recv + 1000 and info.last_data_recv >= silent_after * 1000)
-
-
 def hub_answers(host, port, timeout):
     """A fresh connection to the hub's sshd reads its banner within TIMEOUT s (one deadline in all)."""
     return _probe.probe_ssh(port, timeout, host=host).up
@@ -108,32 +100,46 @@ def hub_answers(host, port, timeout):
 class Watch:
     """The decisions, fed one sample a second (times in seconds, monotonic)."""
 
-    def __init__(self, silent_after=4.0, probe_every=1.0, resume_wait=120.0, grace=2.0, knock_every=30.0):
+    def __init__(self, silent_after=4.0, probe_every=1.0, resume_wait=120.0, grace=2.0, knock_after=10.0,
+                 knock_every=30.0):
         self.silent_after, self.probe_every, self.resume_wait, self.grace = (
             silent_after, probe_every, resume_wait, grace)
-        self.knock_every = knock_every
+        self.knock_after, self.knock_every = knock_after, knock_every
         self.before = None
         self.progress_at = None
         self.next_probe = 0.0
         self.next_knock = 0.0
         self.deadline = None
 
-    def step(self, now, sock, probe, have_local, info=None):
+    def held_back(self, sock, silent, now):
+        """Whether to knock now: this host held its data back for long (the link went down here: a zero-window
+        probe timer), so the hub may hold its own just as long. Notes the knock."""
+        if sock.timer != _procfs.TIMER_PROBE0 or silent < self.knock_after or now < self.next_knock:
+            return False
+        self.next_knock = now + self.knock_every
+        return True
+
+    def step(self, now, sock, probe, have_local):
         """One sample; returns (action, message): action is None, 'log', 'knock' or 'end'."""
         before, self.before = self.before, sock
         if sock is None or self.progress_at is None or progressed(sock, before):
+            stalled = 0.0 if self.progress_at is None else now - self.progress_at
             resumed = self.deadline is not None
             self.progress_at, self.deadline, self.next_probe = now, None, 0.0
-            if sock is not None and hub_deaf(info, self.silent_after) and now >= self.next_knock:
+            if sock is not None and stalled >= self.knock_after and now >= self.next_knock:
+                # The hub acknowledged this host's data; whether its own waits for a re-send, only the hub knows.
                 self.next_knock = now + self.knock_every
-                return "knock", (f"the hub acknowledges this session but has sent nothing for "
-                                 f"{info.last_data_recv / 1000:.0f} s (its data waits for a re-send): knocking")
+                return "knock", (f"the session moved again after {stalled:.0f} s: knocking, in case the hub's end "
+                                 "still waits for TCP to re-send")
             return ("log", "the session resumed") if resumed else (None, "")
         silent = now - self.progress_at
         if self.deadline is not None:
             if now >= self.deadline:
                 return "end", (f"the hub answers but the session has been stalled for {silent:.0f} s: "
                                "ending it so that a new one takes over")
+            if self.held_back(sock, silent, now):
+                return "knock", (f"the session has been stalled for {silent:.0f} s and the hub answers: knocking "
+                                 f"(and waiting up to {self.deadline - now:.0f} s more for it to resume)")
             return None, ""
         if silent < self.silent_after or now < self.next_probe:
             return None, ""
@@ -146,9 +152,7 @@ class Watch:
                            "the session cannot resume, ending it")
         wait = min(sock.when + self.grace, self.resume_wait)
         self.deadline = now + wait
-        if sock.timer == _procfs.TIMER_PROBE0 and now >= self.next_knock:
-            # This host held the data back (the link went down here): the hub may hold its own just as long.
-            self.next_knock = now + self.knock_every
+        if self.held_back(sock, silent, now):
             return "knock", (f"the session has been stalled for {silent:.0f} s and the hub answers: knocking "
                              f"(and waiting up to {wait:.0f} s for it to resume)")
         return "log", (f"the session has been stalled for {silent:.0f} s and the hub answers: "
@@ -186,27 +190,15 @@ def find_process(argv, exclude):
     return None
 
 
-def notify(message):
-    """Send MESSAGE to systemd's notification socket; False when there is none."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), address)
-    return True
+def knock(pid, attempts=5, pause=0.4):
+    """Dial a second session with PID's command line until one gets the forwards: its pid, or None.
 
-
-def knock(pid, attempts=8, pause=0.3, resumed=lambda: False):
-    """Dial a second session with PID's command line until one gets the forwards: (its pid or None, its log).
-
-    The first attempt is usually refused: the reaper ends a stuck session right after the knock's login. The
-    attempts stop once the old session moves again (RESUMED): the hub kept it and read a banner through it."""
+    The first attempt is usually refused: the reaper ends a stuck session right after the knock's login; a session
+    the hub keeps refuses every attempt (and the reaper ends each at once)."""
     log_path = os.path.join(os.environ.get("RUNTIME_DIRECTORY", "/tmp"), "knock.log")
     argv = knock_command(command_line(pid), log_path)
     if argv is None:
-        return None, None
+        return None
     for attempt in range(attempts):
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -214,44 +206,10 @@ def knock(pid, attempts=8, pause=0.3, resumed=lambda: False):
         except (OSError, subprocess.TimeoutExpired):
             done = False
         if done:
-            return find_process(argv, {pid, os.getpid()}), log_path
+            return find_process(argv, {pid, os.getpid()}) or 0
         if attempt + 1 < attempts:
             time.sleep(pause)
-            if resumed():
-                break
-    return None, log_path
-
-
-def hand_over(old, new, log_path):
-    """Make NEW the unit's main process, end OLD; the ssh log follows. False when systemd cannot be told."""
-    if not notify(f"MAINPID={new}"):
-        return False
-    time.sleep(0.5)  # systemd takes the new main pid before it sees the old one go
-    with contextlib.suppress(OSError):
-        os.replace(log_path, os.path.join(os.path.dirname(log_path), "ssh.log"))
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(old, signal.SIGTERM)
-    return True
-
-
-def resumed(pid):
-    """Whether ssh's connection to the hub has nothing left to be acknowledged, and data came in lately."""
-    try:
-        sock = session_socket(pid)
-    except OSError:
-        return False
-    info = tcp_info(sock)
-    return sock is not None and sock.unacked == 0 and (info is None or info.last_data_recv < 1000)
-
-
-def tcp_info(sock):
-    """The kernel's tcp_info of SOCK through sock_diag, or None where netlink is not allowed."""
-    if sock is None:
-        return None
-    try:
-        return _procfs.tcp_infos().get(int(sock.inode))
-    except (OSError, ValueError):
-        return None
+    return None
 
 
 def main(argv=None):
@@ -281,7 +239,7 @@ def main(argv=None):
         action, message = watch.step(
             time.monotonic(), sock,
             lambda s=sock: hub_answers(*s.remote_address, args.probe_timeout),
-            have_address, tcp_info(sock) if args.knock else None)
+            have_address)
         if action == "knock" and not args.knock:
             action, message = "log", message.replace("knocking", "not knocking (--no-knock)")
         if args.debug and sock:
@@ -290,18 +248,17 @@ def main(argv=None):
         if action:
             output.say(f"revtunnel-watch: {message}", sys.stderr)
         if action == "knock":
-            new, log_path = knock(pid, resumed=lambda old=pid: resumed(old))
+            new = knock(pid)
             if new is None:
                 output.say("revtunnel-watch: the hub kept this session (it answers through it)", sys.stderr)
-            elif hand_over(pid, new, log_path):
-                output.say(f"revtunnel-watch: the hub gave the ports to the new session (ssh pid {new}); "
-                           f"ended the stuck one (pid {pid})", sys.stderr)
-                pid, watch = new, Watch(args.silent_after, args.probe_every, args.resume_wait)
             else:
-                # No notification socket: systemd would not follow the new session; both go, the unit dials again.
+                # The hub gave the ports to the knock: the old session is dead there. Both go; the unit dials again.
+                output.say("revtunnel-watch: the hub gave the ports to a new session: ending this one so that the "
+                           "unit dials again at once", sys.stderr)
                 for stale in (new, pid):
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(stale, signal.SIGTERM)
+                        if stale:
+                            os.kill(stale, signal.SIGTERM)
                 return 0
         if action == "end":
             with contextlib.suppress(ProcessLookupError):
