@@ -107,23 +107,27 @@ def test_a_leaked_key_in_a_login_loop_holds_at_most_three_sessions(hub, registry
     assert hub_reads_banner(hub, tunnels_up[name], timeout=5)
 
 
-# Sample the tunnel account's sessions (sshd monitors) and sshd's resident memory every 0.25 s for a while.
+# Sample the tunnel account's authenticated sessions and sshd's resident memory every 0.25 s for a while. A session
+# is a monitor titled "sshd: tunnel [priv]" (sshd-session on OpenSSH 10) whose child is no longer the pre-auth
+# "[net]" one: OpenSSH titles the monitor with the user name before the key is checked.
 SESSIONS = """
 import json, os, re, time
 end, top, rss = time.time() + {seconds}, 0, 0
 while time.time() < end:
-    sessions, total = 0, 0
+    titles, parents, total = {{}}, {{}}, 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            title = open(f"/proc/{{pid}}/cmdline", "rb").read().replace(b"\\0", b" ").decode().strip()
+            titles[pid] = open(f"/proc/{{pid}}/cmdline", "rb").read().replace(b"\\0", b" ").decode().strip()
             status = open(f"/proc/{{pid}}/status").read()
         except OSError:
             continue
-        if re.match(r"^sshd(-session)?: tunnel \\[priv\\]$", title):
-            sessions += 1
+        parents[pid] = re.search(r"^PPid:\\s+(\\d+)", status, re.M).group(1)
         resident = re.search(r"^VmRSS:\\s+(\\d+)", status, re.M)  # none for a process that is exiting
         if re.search(r"^Name:\\s+sshd", status, re.M) and resident:
             total += int(resident.group(1))
+    sessions = sum(1 for pid, title in titles.items() if re.match(r"^sshd(-session)?: tunnel \\[priv\\]$", title)
+                   and any(parents.get(child) == pid and re.match(r"^sshd(-session)?: tunnel$", t)
+                           for child, t in titles.items()))
     top, rss = max(top, sessions), max(rss, total)
     time.sleep(0.25)
 print(json.dumps({{"sessions_max": top, "rss_max_kib": rss}}))
