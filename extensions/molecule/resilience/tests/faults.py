@@ -45,8 +45,10 @@ while time.time() < end:
 # Runs on the hub in the background: read a spoke's port every few seconds for a while, as revtunnel-status, the
 # metrics timer or an operator retrying would (each attempt queues a channel open on the tunnel's session).
 PROBER = r"""
-import socket, sys, time
+import os, socket, sys, time
 end, port, every = time.time() + float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+with open(sys.argv[4], "w") as f:
+    f.write(str(os.getpid()))
 while time.time() < end:
     try:
         with socket.create_connection(("127.0.0.1", port), 3) as s:
@@ -258,12 +260,16 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
     paused = not probe_every and sh(hub, f"systemctl is-active {timer} || true") == "active"
     if paused:
         sh(hub, f"systemctl stop {timer}")
+    prober = f"/tmp/prober-{tag}.pid"
     if probe_every:
-        docker("exec", "-d", hub, "python3", "-c", PROBER, str(seconds), str(port), str(probe_every))
+        docker("exec", "-d", hub, "python3", "-c", PROBER, str(seconds + 10), str(port), str(probe_every), prober)
     _block(spoke, hub_address, "-I", far=False)
     time.sleep(seconds)  # the fault itself, not an assertion
     _block(spoke, hub_address, "-D", far=False)
     back = time.time()
+    if probe_every:
+        # The reads end with the cut: one after it would be a fresh connection, and one in a later cut a busy one.
+        sh(hub, f"kill $(cat {prober}) 2>/dev/null; rm -f {prober}", check=False)
     if paused:
         sh(hub, f"systemctl start {timer}")
     sh(hub, f"echo {back} >{files[1]}")
