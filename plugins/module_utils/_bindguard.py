@@ -191,8 +191,8 @@ class BindGuard:
 
     def link(self):
         """Create the map, load both programs and link them to the cgroup."""
-        self.map_fd, _buffer = self._bpf(BPF_MAP_CREATE, struct.pack("<IIIII", BPF_MAP_TYPE_HASH, 8, 8,
-                                                                       MAP_ENTRIES, 0))
+        attr = struct.pack("<IIIII", BPF_MAP_TYPE_HASH, 8, 8, MAP_ENTRIES, 0)
+        self.map_fd, _buffer = self._bpf(BPF_MAP_CREATE, attr)
         self.fds.append(self.map_fd)
         code = program(self.start, self.end, self.uid, self.map_fd)
         license_ = ctypes.create_string_buffer(b"GPL")

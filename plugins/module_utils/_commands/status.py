@@ -121,7 +121,7 @@ def main(argv=None):
     formats = parser.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     formats.add_argument("--prometheus", action="store_true",
-                        help="print node_exporter textfile metrics (the timer writes them with revtunnel-metrics)")
+                         help="print node_exporter textfile metrics (the timer writes them with revtunnel-metrics)")
     parser.add_argument("--hub", default=socket.gethostname(),
                         help="with --prometheus: the hub label of the metrics (default: %(default)s)")
     parser.add_argument("--state", default=metrics.DEFAULT_STATE,

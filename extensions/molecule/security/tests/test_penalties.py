@@ -7,7 +7,9 @@ and a spoke with an older sshd (Debian 12, OpenSSH 9.2) gets no drop-in.
 """
 
 from conftest import OPERATOR, SPOKES, lab_host
-from test_operators import land, operator  # noqa: F401 - the operator fixture with the pinned host keys
+
+# The operator fixture (pinned host keys for every hop) and its landing helper, shared with test_operators.
+from test_operators import land, operator  # noqa: F401  # pylint: disable=unused-import
 
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel-spoke.conf"
 

@@ -503,6 +503,11 @@ def write_tcp(fake, *lines):
     (fake.root / "net" / "tcp").write_text("  sl  local_address ...\n" + "\n".join(fake.listening + list(lines)) + "\n")
 
 
+def fds_denied(_pid):
+    """socket_inodes without CAP_SYS_PTRACE."""
+    raise PermissionError(13, "Permission denied")
+
+
 HUB_22 = ("0A2AD50A", 22)        # 10.213.42.10:22
 SPOKE_OLD = ("0C2AD50A", 40000)  # 10.213.42.12:40000, the older session's client end
 
@@ -549,7 +554,7 @@ def test_a_newcomer_of_a_key_whose_live_session_holds_the_port_is_ended_at_once(
     """21.2: no 20 s grace for a leaked key's extra logins, and no ptrace needed to tell."""
     run.started = BTIME
     monkeypatch.setattr(script, "session_answers", lambda port, timeout: True)
-    monkeypatch.setattr(run.proc, "socket_inodes", lambda pid: (_ for _ in ()).throw(PermissionError(13, "no")))
+    monkeypatch.setattr(run.proc, "socket_inodes", fds_denied)
     fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
     run.entry(line(500, FP_KEY_A, addr="10.0.0.1", at=BTIME + 10.2))
     fake.listen(7001)  # the tunnel's listener, seen long before the thief's login
@@ -572,7 +577,7 @@ def test_holds_none_of_needs_every_port_held_since_before_the_login():
 
 
 def test_the_cap_ends_a_portless_newcomer_without_reading_fds(run, fake, monkeypatch):
-    monkeypatch.setattr(run.proc, "socket_inodes", lambda pid: (_ for _ in ()).throw(PermissionError(13, "no")))
+    monkeypatch.setattr(run.proc, "socket_inodes", fds_denied)
     fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
     fake.add(501, "sshd: tunnel [priv]", started=BTIME + 90.0)
     run.book.record(replace(accepted(500, addr="10.0.0.1", fp=FP_KEY_A), start_ticks=1000, logged_at=BTIME + 10.2,
