@@ -338,6 +338,8 @@ LIVE_CACHE = 10.0
 # refused within milliseconds; a spoke's ssh, with ExitOnForwardFailure, is gone by then).
 NEWCOMER_GRACE = 0.5
 REPORT_REFUSED_EVERY = 60.0
+# An older session whose TCP re-sends within this many seconds is waited for; one that re-sends later is replaced.
+RESUME_SOON = 5.0
 
 
 def log(priority, text):
@@ -470,32 +472,41 @@ class Reaper:
         return (self.proc.start_ticks(session.pid) == session.start_ticks
                 and self.proc.is_tunnel_monitor(session.pid, session.user))
 
-    def stuck(self, older, sockets=None):
-        """The text saying why the older sessions cannot carry a new connection now, or None.
+    def hub_end(self, session, older):
+        """What the hub's own end of the older sessions says about them: 'stuck', 'resuming' or None.
 
-        sshd's end of each older session is the hub's socket to the session's client address and port. When every
-        one of them has data the spoke has not acknowledged and re-sends it only seconds from now (the busy cut:
-        connections to the port were queued on it while the link was down, and TCP backs off to about a minute),
-        a banner read through the port cannot pass either, so it is not tried.
+        sshd's end of each older session is the hub's socket to the session's client address and port. 'stuck':
+        every one of them has data the spoke has not acknowledged and re-sends it only RESUME_SOON s or more from
+        now (a busy cut: connections to the port were queued on it while the link was down, and TCP backs off to
+        about a minute); nothing new passes before that, a banner read through the port included. 'resuming': the
+        same, but re-sent within RESUME_SOON s, and the new login comes from the old session's own address (the
+        spoke checking after a shorter cut): the old session carries on, with its connections. None: look as before.
         """
-        sockets = self.sockets() if sockets is None else sockets
+        sockets = self.sockets()
         found = [_procfs.connection((s.addr, s.port), sockets) for s in older]
-        if not found or not all(_procfs.waiting_for_retransmission(sock, self.args.probe_timeout) for sock in found):
+        if not found or None in found:
             return None
-        return ", ".join(f"{s.where()} waits {sock.when:.0f} s for its next re-send ({sock.retransmits} unanswered)"
-                         for s, sock in zip(older, found))
+        if all(_procfs.waiting_for_retransmission(sock, RESUME_SOON) for sock in found):
+            why = ", ".join(f"{s.where()} waits {sock.when:.0f} s for its next re-send ({sock.retransmits} "
+                            "unanswered)" for s, sock in zip(older, found))
+            log(5, f"spoke {session.spoke or '?'}: its older session cannot pass anything before TCP re-sends "
+                   f"({why}); the new session from {session.where()} gets the ports")
+            return "stuck"
+        if session.addr in {s.addr for s in older} and all(
+                sock.unacked > 0 and sock.timer == _procfs.TIMER_RETRANSMIT for sock in found):
+            log(6, f"spoke {session.spoke or '?'}: its older session re-sends within {RESUME_SOON:.0f} s and carries "
+                   f"on; the new session from {session.where()}, its own address, gets no port")
+            return "resuming"
+        return None
 
     def spoke_live(self, keys):
         """Whether the session holding a key's ssh port still answers end to end (see session_answers)."""
         def check(session, older=()):
             spoke = keys.get(session.fingerprint)
             ports = [int(port) for fwd, port in (spoke.ports.items() if spoke else []) if fwd == "ssh"]
-            if older:
-                why = self.stuck(older)
-                if why:
-                    log(5, f"spoke {session.spoke or '?'}: its older session cannot pass anything before TCP re-sends "
-                           f"({why}); the new session from {session.where()} gets the ports")
-                    return False
+            end = self.hub_end(session, older) if older else None
+            if end is not None:
+                return end == "resuming"
             if spoke is None or not ports:
                 # No banner to read: keep the older session; ClientAlive ends it if it is dead.
                 return bool(spoke and spoke.ports)

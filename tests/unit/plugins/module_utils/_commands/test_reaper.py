@@ -526,11 +526,12 @@ def test_a_session_waiting_for_a_retransmission_is_replaced_without_a_probe(run,
     assert any("waits 42 s for its next re-send (8 unanswered)" in text for _prio, text in run.logged)
 
 
-@pytest.mark.parametrize("state", [
-    {"unacked": 0, "timer": 2, "when": 7000.0},                      # idle: keep-alive timer only
-    {"unacked": 0x1D0, "timer": 1, "when": 0.4, "retransmits": 1},   # data in flight, re-sent at once
+@pytest.mark.parametrize(("state", "addr"), [
+    ({"unacked": 0, "timer": 2, "when": 7000.0}, "10.213.42.12"),                      # idle: keep-alive only
+    ({"unacked": 0x1D0, "timer": 1, "when": 0.4, "retransmits": 1}, "10.213.42.99"),   # in flight, another address
+    ({"unacked": 0x1D0, "timer": 1, "when": 3.0, "retransmits": 6}, "10.213.42.99"),   # soon, another address
 ])
-def test_a_healthy_older_session_is_probed_as_before(run, fake, monkeypatch, state):
+def test_a_healthy_older_session_is_probed_as_before(run, fake, monkeypatch, state, addr):
     run.started = BTIME
     probed = []
     monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or True)
@@ -538,8 +539,24 @@ def test_a_healthy_older_session_is_probed_as_before(run, fake, monkeypatch, sta
     run.entry(line(500, FP_KEY_A, addr="10.213.42.12", at=BTIME + 10.2))
     write_tcp(fake, tcp_line(HUB_22, SPOKE_OLD, **state))
     fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
-    run.entry(line(501, FP_KEY_A, addr="10.213.42.12"))
+    run.entry(line(501, FP_KEY_A, addr=addr))
     assert probed == [10000] and 500 not in run.killed
+
+
+def test_the_spokes_own_knock_waits_for_a_session_that_re_sends_soon(run, fake, monkeypatch):
+    """A shorter busy cut: the hub re-sends within 5 s, so the old session and its connections carry on."""
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or False)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.213.42.12", at=BTIME + 10.2))
+    fake.listen(7001)  # the old session's listener, there long before the knock
+    run.first_seen[(10000, "7001")] = BTIME + 10.5
+    write_tcp(fake, tcp_line(HUB_22, SPOKE_OLD, unacked=0x1D0, timer=1, when=3.0, retransmits=6))
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(501, FP_KEY_A, addr="10.213.42.12"))
+    assert probed == [] and 500 not in run.killed and 501 in run.killed, "the old one carries on, the knock goes"
+    assert any("re-sends within 5 s and carries on" in text for _prio, text in run.logged)
 
 
 def test_waiting_for_retransmission_needs_unacked_data_backoff_and_a_late_resend():
@@ -547,6 +564,7 @@ def test_waiting_for_retransmission_needs_unacked_data_backoff_and_a_late_resend
     assert _procfs.waiting_for_retransmission(sock, 2.0)
     for change in ({"unacked": 0}, {"timer": 4}, {"retransmits": 1}, {"when": 1.5}):
         assert not _procfs.waiting_for_retransmission(replace(sock, **change), 2.0), change
+    assert not _procfs.waiting_for_retransmission(replace(sock, when=4.0), reaper.RESUME_SOON)
     assert not _procfs.waiting_for_retransmission(None, 2.0)
 
 
