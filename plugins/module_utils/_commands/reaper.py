@@ -338,6 +338,8 @@ LIVE_CACHE = 10.0
 # refused within milliseconds; a spoke's ssh, with ExitOnForwardFailure, is gone by then).
 NEWCOMER_GRACE = 0.5
 REPORT_REFUSED_EVERY = 60.0
+# TIME_WAIT lasts 60 s: a squatter's are ended for that long after it was last seen.
+SQUATTER_TIME_WAIT = 70.0
 # An older session whose TCP re-sends within this many seconds is waited for; one that re-sends later is replaced.
 RESUME_SOON = 5.0
 
@@ -405,6 +407,8 @@ class Reaper:
         self.refused_counts = {}
         self.refused_reported = {}
         self.squatters_seen = set()
+        # port -> when another account was last seen holding it: its TIME_WAIT sockets are ended for a while after.
+        self.squatted_ports = {}
         self._keys_cache = None
 
     # --- what the hub holds -----------------------------------------------------------------------------
@@ -713,6 +717,7 @@ class Reaper:
             return
         owners = self.proc.socket_holders({int(s.inode) for s in holders if s.inode.isdigit()})
         for sock in holders:
+            self.squatted_ports[sock.port] = time.monotonic()
             where = f"spoke {port_of[sock.port]}" if sock.port in port_of else "the spokes' range"
             how = "listens on" if sock.state == _procfs.TCP_LISTEN else "holds a socket bound to"
             key = (sock.uid, sock.port, sock.inode)
@@ -734,10 +739,15 @@ class Reaper:
                        "other accounts' fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH")
 
     def clear_time_wait(self, sockets, port_of):
-        """End TIME_WAIT sockets on a spoke's port that nothing listens on: a gone squatter's keep sshd from binding
-        it for 60 s (with the filter linked, only a squatter from before the filter can leave them)."""
+        """End TIME_WAIT sockets on a spoke's port that a squatter held lately and nothing listens on: without
+        SO_REUSEADDR of their own they keep sshd from binding it for 60 s (with the filter linked, only a squatter
+        from before the filter can leave them)."""
         listening = {s.port for s in sockets if s.state == _procfs.TCP_LISTEN}
-        waiting = {s.port for s in sockets if s.state == _procfs.TCP_TIME_WAIT and s.port in port_of} - listening
+        now = time.monotonic()
+        recent = {port for port, seen in self.squatted_ports.items() if now - seen <= SQUATTER_TIME_WAIT}
+        # A tunnel's own TIME_WAIT sockets carry sshd's SO_REUSEADDR and block nothing: only a squatter's are ended.
+        waiting = {s.port for s in sockets if s.state == _procfs.TCP_TIME_WAIT and s.port in port_of} & recent
+        waiting -= listening
         for port in sorted(waiting):
             try:
                 ended = _procfs.destroy_time_wait(port)

@@ -656,7 +656,7 @@ def test_ports_option():
             reaper.parse_ports(bad)
 
 
-def test_without_the_filter_a_gone_squatters_time_wait_is_ended(run, fake, monkeypatch):
+def test_a_gone_squatters_time_wait_is_ended(run, fake, monkeypatch):
     ended = []
     monkeypatch.setattr(script._procfs, "destroy_time_wait", lambda port: ended.append(port) or 2)
     run.tunnel_uid = 997
@@ -665,5 +665,8 @@ def test_without_the_filter_a_gone_squatters_time_wait_is_ended(run, fake, monke
               tcp_line(("0100007F", 10001), ("0100007F", 40001), state="06", uid=0, inode=0),
               tcp_line(("0100007F", 10001), ("00000000", 0), state="0A", uid=997, inode=8002))
     spokes = {"lab-pc-1": {"ports": {"ssh": 10000}}, "lab-pc-2": {"ports": {"ssh": 10001}}}
+    run.guard_round(run.sockets(), spokes)
+    assert ended == [], "a tunnel's own TIME_WAIT sockets block nothing: left alone"
+    run.squatted_ports = {10000: time.monotonic(), 10001: time.monotonic()}  # a squatter held both lately
     run.guard_round(run.sockets(), spokes)
     assert ended == [10000] and "ended 2 TIME_WAIT socket(s) on port 10000 (spoke lab-pc-1/ssh)" in run.logged[-1][1]
