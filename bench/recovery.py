@@ -16,6 +16,11 @@ Each fault hits every lab at once, N times; cuts keep connecting to the stale hu
 Prints median and max per fault and the ratio of each other lab to ours. A tunnel still down after
 --timeout s is "stuck": that lab is then repaired by hand before the next fault.
 
+busy_cut_S / quiet_cut_S: a connection through the tunnel is held open across an S-second cut (same address, dropped
+on the spoke) while the hub reads the spoke's port every 5 s (busy) or not at all (quiet); the row gives the
+seconds from the link's return until a new connection through the tunnel reads the spoke's banner, and how many
+held connections answered again afterwards ("held 2/3").
+
 survive_cut_S: a connection through the tunnel is open across an S-second cut (same address); the row
 gives the seconds from the link's return until the spoke's sshd answered on that same connection, and
 "lost" when it did not (closed, reset, or no answer within --timeout s). survive_far_cut_S: the same, the
@@ -51,7 +56,7 @@ PORT = 10000
 FAULTS = ["kill_client", "restart_hub_sshd", "kill_all_hub_sshd", "restart_hub", "cut_link_20",
           "cut_link_20_new_address", "cut_link_120", "cut_link_120_new_address", "reboot_spoke",
           "survive_cut_10", "survive_cut_30", "survive_cut_60",
-          "survive_far_cut_10", "survive_far_cut_30", "survive_far_cut_60"]
+          "survive_far_cut_10", "survive_far_cut_30", "survive_far_cut_60", "busy_cut_60", "quiet_cut_60"]
 
 HAND_UNIT = """[Unit]
 Description={description}
@@ -134,7 +139,7 @@ def inflict(fault, name, round_no):
     """Inflict FAULT on lab NAME; return its end time."""
     lab = LABS[name]
     unit = OUR_UNIT if name == "ours" else BASE_UNIT
-    if fault.startswith("survive_"):
+    if fault.startswith(("survive_", "busy_cut_", "quiet_cut_")):
         return None
     if fault == "kill_client":
         return faults.kill_client(lab["spoke"], unit)
@@ -157,6 +162,10 @@ def inflict(fault, name, round_no):
 
 def measure(fault, name, round_no, timeout):
     lab = LABS[name]
+    if fault.startswith(("busy_cut_", "quiet_cut_")):
+        return faults.busy_cut(lab["spoke"], lab["hub"], f"{SUBNET}.{lab['hub_ip']}", PORT, int(fault.split("_")[-1]),
+                               f"{fault}-{round_no}", probe_every=5.0 if fault.startswith("busy_") else None,
+                               limit=timeout)
     if fault.startswith("survive_"):
         return faults.survive_cut(lab["spoke"], lab["hub"], f"{SUBNET}.{lab['hub_ip']}", PORT,
                                   int(fault.split("_")[-1]), f"{fault}-{round_no}", far="_far_" in fault,
@@ -166,6 +175,10 @@ def measure(fault, name, round_no, timeout):
 
 
 def fmt(values, timeout, fault=""):
+    if values and isinstance(values[0], tuple):
+        # (fresh connection, held connection) of a busy or quiet cut
+        text = fmt([fresh for fresh, _held in values], timeout)
+        return f"{text}, held {sum(held is not None for _fresh, held in values)}/{len(values)}"
     done = [v for v in values if v is not None]
     stuck = len(values) - len(done)
     word = "lost" if fault.startswith("survive_") else "stuck"
@@ -177,6 +190,8 @@ def fmt(values, timeout, fault=""):
 
 def ratio(ours, other):
     """Median of another lab over ours ('inf' when the other never made it and ours did)."""
+    if ours and isinstance(ours[0], tuple):
+        ours, other = [fresh for fresh, _held in ours], [fresh for fresh, _held in other]
     mine = [v for v in ours if v is not None]
     theirs = [v for v in other if v is not None]
     if len(theirs) < len(other) and mine:
@@ -186,13 +201,26 @@ def ratio(ours, other):
     return "-"
 
 
+def use_prefix(prefix, subnet):
+    """Name the labs' containers and network PREFIX-..., on SUBNET (three octets), beside other benches' labs."""
+    global NETWORK, SUBNET, OUR_UNIT
+    NETWORK, SUBNET = f"{prefix}-net", subnet
+    for lab in LABS.values():
+        for role in ("hub", "spoke"):
+            lab[role] = lab[role].replace("rt-bench", prefix, 1)
+    OUR_UNIT = f"revtunnel@{LABS['ours']['hub']}.service"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=3, help="times each fault is repeated (default 3)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds after which a tunnel counts as stuck")
     parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
+    parser.add_argument("--prefix", default="rt-bench", help="containers and network are named PREFIX-... (rt-bench)")
+    parser.add_argument("--subnet", default=SUBNET, help=f"the labs' network, three octets ({SUBNET})")
     args = parser.parse_args()
+    use_prefix(args.prefix, args.subnet)
     chosen = [f for f in args.faults.split(",") if f]
     unknown = set(chosen) - set(FAULTS)
     if unknown:
@@ -220,7 +248,8 @@ def main():
                       + "  ".join(f"{name} {value}" for name, value in took.items()), file=sys.stderr, flush=True)
                 # A lost connection is a result; a tunnel that is not back is repaired before the next fault.
                 up = {name: faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
-                      if fault.startswith("survive_") else took[name] is not None for name in LABS}
+                      if fault.startswith(("survive_", "busy_cut_", "quiet_cut_")) else took[name] is not None
+                      for name in LABS}
                 if not up["ours"]:
                     sys.exit(f"ours stuck after {fault}: " + faults.sh(LABS["ours"]["spoke"],
                                                                        f"journalctl -u {OUR_UNIT} -n 30 --no-pager"))

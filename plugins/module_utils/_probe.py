@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._procfs import listening_inodes, listening_sockets
 
 BANNER_LIMIT = 256
@@ -200,21 +201,46 @@ def wait_for_tunnels(probes, interval=0.5, host=DEFAULT_HOST, probe_timeout=3.0,
     return done
 
 
-def check_all(spokes, timeout=3.0, workers=32, host=DEFAULT_HOST):
+def squatters(ports, owner_uid, sockets=None):
+    """{port: socket} of the PORTS that another account than OWNER_UID listens on or holds bound (a listener first)."""
+    found = {}
+    for sock in _procfs.foreign_holders(_procfs.tcp_sockets() if sockets is None else sockets, ports, owner_uid):
+        if sock.port not in found or sock.state == _procfs.TCP_LISTEN:
+            found[sock.port] = sock
+    return found
+
+
+def squat_detail(sock):
+    """One line naming the account that holds a spoke's port."""
+    how = "listens on" if sock.state == _procfs.TCP_LISTEN else "holds a socket bound to"
+    return f"squatted: account {_procfs.account(sock.uid)} (uid {sock.uid}) {how} the port, not the tunnel's session"
+
+
+def check_all(spokes, timeout=3.0, workers=32, host=DEFAULT_HOST, owner_uid=None, sockets=None):
     """One row per spoke forward of a registry's spokes, sorted: spoke, forward, port, up, latency_ms, seconds,
-    detail. The probes run in parallel, each with its own deadline; names and details come out printable."""
+    detail, squatted_by. The probes run in parallel, each with its own deadline; names and details come out
+    printable. With OWNER_UID (the tunnel account's uid) a port that another account listens on or holds is down
+    and squatted, whatever answers on it: only the tunnel account's sshd session makes a tunnel up."""
     targets = [(spoke, forward, port) for spoke in sorted(spokes)
                for forward, port in sorted(spokes[spoke]["ports"].items())]
     if not targets:
         return []
+    foreign = {} if owner_uid is None else squatters([t[2] for t in targets], owner_uid, sockets)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
         results = list(pool.map(lambda t: probe_forward(t[1], t[2], timeout, host=host), targets))
-    return [{
-        "spoke": printable(spoke),
-        "forward": printable(forward),
-        "port": port,
-        "up": result.up,
-        "latency_ms": round(result.seconds * 1000, 1),
-        "seconds": result.seconds,
-        "detail": printable(result.detail),
-    } for (spoke, forward, port), result in zip(targets, results)]
+    rows = []
+    for (spoke, forward, port), result in zip(targets, results):
+        squat = foreign.get(port)
+        detail = result.detail if squat is None else squat_detail(squat) + (
+            f" (it answers: {result.detail})" if result.up else "")
+        rows.append({
+            "spoke": printable(spoke),
+            "forward": printable(forward),
+            "port": port,
+            "up": result.up and squat is None,
+            "latency_ms": round(result.seconds * 1000, 1),
+            "seconds": result.seconds,
+            "detail": printable(detail, 160),
+            "squatted_by": None if squat is None else printable(_procfs.account(squat.uid)),
+        })
+    return rows

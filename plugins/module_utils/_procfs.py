@@ -4,6 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one reader of /proc: the host's TCP sockets, and the few process facts the hub's reaper checks.
 
+What /proc cannot do, ending a TIME_WAIT socket, goes through the kernel's sock_diag netlink interface.
+
 Pure Python with no Ansible import. The registry reads which ports are taken, the banner probe which socket
 holds a port (a restarted tunnel binds a new one), the reaper and the status which account owns a listener
 and which sshd session holds it. Everything takes a root (``/proc`` or ``/proc/net/tcp`` paths) that the
@@ -14,13 +16,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import re
+import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
 TCP_LISTEN = "0A"
 TCP_ESTABLISHED = "01"
+TCP_TIME_WAIT = "06"
 # Timer kinds of the tr column: 1 retransmission, 4 zero-window probe (also after local drops).
 TIMER_RETRANSMIT, TIMER_PROBE0 = 1, 4
 USER_HZ = 100
@@ -143,6 +149,102 @@ def listening_inodes(port, paths=PROC_NET_TCP):
     return listening_sockets(paths).get(port, [])
 
 
+def connection(remote, sockets):
+    """The ESTABLISHED socket whose remote end is REMOTE (ip, port), or None: sshd's end of a session."""
+    return next((s for s in sockets if s.state == TCP_ESTABLISHED and s.remote_address == tuple(remote)), None)
+
+
+def waiting_for_retransmission(sock, min_wait):
+    """Whether SOCK has data the peer has not acknowledged, is past its first re-sends, and sends again only in
+    MIN_WAIT s or later: nothing new gets through it before then, whatever the link does meanwhile (TCP's
+    backoff doubles the wait after each unanswered re-send, up to 2 min)."""
+    return (sock is not None and sock.unacked > 0 and sock.timer == TIMER_RETRANSMIT and sock.retransmits >= 2
+            and sock.when >= min_wait)
+
+
+def account(uid):
+    """The account name of UID, or 'uid N' when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def account_uid(name):
+    """The uid of account NAME, or None when there is no such account."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def foreign_holders(sockets, ports, uid):
+    """The sockets on PORTS (local side) that an account other than UID holds, TIME_WAIT aside (the kernel
+    keeps no owner for those): listeners, and sockets bound to the port and connected out."""
+    ports = set(ports)
+    return [s for s in sockets
+            if s.port in ports and s.state != TCP_TIME_WAIT and s.uid != uid and s.uid >= 0
+            and (s.state == TCP_LISTEN or s.inode not in ("", "0"))]
+
+
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+NLMSG_DONE, NLMSG_ERROR = 3, 2
+# struct inet_diag_msg is 72 bytes: family, state, timer, retrans, the socket id (48), expires, queues, uid, inode.
+DIAG_MSG = struct.Struct("=BBBB48sIIIII")
+
+
+SOCK_DESTROY = 21
+
+
+def _diag_ids(payload):
+    """The raw socket ids (48 bytes: ports, addresses, interface, cookie) and families of a sock_diag dump."""
+    found, offset, done = [], 0, False
+    while offset + 16 <= len(payload):
+        length, kind = struct.unpack_from("=IH", payload, offset)
+        if length < 16:
+            break
+        body = payload[offset + 16:offset + length]
+        offset += (length + 3) & ~3
+        if kind in (NLMSG_DONE, NLMSG_ERROR):
+            done = True
+        elif kind == SOCK_DIAG_BY_FAMILY and len(body) >= DIAG_MSG.size:
+            family, _state, _timer, _retrans, sockid = DIAG_MSG.unpack_from(body)[:5]
+            found.append((family, sockid))
+    return found, done
+
+
+def destroy_time_wait(port):
+    """End the TIME_WAIT sockets whose local port is PORT (sock_diag SOCK_DESTROY); how many were ended.
+
+    A squatter that accepted and closed connections leaves them, and without SO_REUSEADDR of its own they keep sshd
+    from binding the port for 60 s after the squatter is gone. Needs CAP_NET_ADMIN and a kernel that destroys
+    TIME_WAIT sockets; raises OSError otherwise.
+    """
+    ended = 0
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(2.0)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            request = struct.pack("=BBBBI48s", family, socket.IPPROTO_TCP, 0, 0, 1 << int(TCP_TIME_WAIT, 16),
+                                  b"\0" * 48)
+            nl.send(struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, 0x301, 1, 0) + request)
+            ids, done = [], False
+            while not done:
+                part, done = _diag_ids(nl.recv(65536))
+                ids.extend(part)
+            for fam, sockid in ids:
+                if struct.unpack_from(">H", sockid)[0] != port:
+                    continue
+                request = struct.pack("=BBBBI48s", fam, socket.IPPROTO_TCP, 0, 0, 1 << int(TCP_TIME_WAIT, 16), sockid)
+                nl.send(struct.pack("=IHHII", 16 + len(request), SOCK_DESTROY, 0x5, 2, 0) + request)
+                reply = nl.recv(65536)
+                length, kind = struct.unpack_from("=IH", reply)
+                error = struct.unpack_from("=i", reply, 16)[0] if kind == NLMSG_ERROR else 0
+                if error:
+                    raise OSError(-error, os.strerror(-error))
+                ended += 1
+    return ended
+
+
 class Proc:
     """The few facts the reaper reads from /proc (a fake tree in tests)."""
 
@@ -263,3 +365,16 @@ class Proc:
         Raises PermissionError when the fds of the session's unprivileged child cannot be read.
         """
         return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
+
+    def socket_holders(self, inodes: set[int]) -> dict[int, list[int]]:
+        """{inode: [pids]} of the processes holding these socket inodes, for the processes whose fds can be read
+        (all of them with CAP_SYS_PTRACE; without it root reads only root's and dumpable same-uid ones)."""
+        found: dict[int, list[int]] = {}
+        for pid in self._pids():
+            try:
+                held = self.socket_inodes(pid) & inodes
+            except (PermissionError, ProcessLookupError):
+                continue
+            for inode in held:
+                found.setdefault(inode, []).append(pid)
+        return found

@@ -45,7 +45,7 @@ def test_promtool_accepts_the_metrics():
 def test_promtool_accepts_the_alert_rules_and_their_tests():
     proc = subprocess.run([promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 rules found" in proc.stdout
+    assert "5 rules found" in proc.stdout
     proc = subprocess.run([promtool(), "test", "rules", ALERTS.with_suffix(".test.yml").name],
                           cwd=ALERTS.parent, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

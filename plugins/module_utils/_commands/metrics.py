@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs, _probe
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs, _probe, _procfs
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import common, journal, output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 
@@ -140,6 +140,8 @@ def _labels(**labels):
 METRICS = (
     ("revtunnel_tunnel_up", "gauge",
      "Whether the hub reads the spoke's service through the tunnel: 1 up, 0 down (SSH banner for ssh)."),
+    ("revtunnel_tunnel_squatted", "gauge",
+     "1 when another account than the tunnel's holds the tunnel's port on the hub (label account), else 0."),
     ("revtunnel_tunnel_probe_seconds", "gauge", "Seconds the last probe of the tunnel took."),
     ("revtunnel_tunnel_last_change_timestamp_seconds", "gauge",
      "Unix time at which the tunnel last went up or down (or was first seen)."),
@@ -158,6 +160,9 @@ def render_prometheus(hub, rows, state, spoke_names):
         labels = _labels(hub=hub, spoke=row["spoke"], forward=row["forward"])
         since = state["tunnels"].get(row["spoke"], {}).get(row["forward"], {}).get("since")
         samples["revtunnel_tunnel_up"].append(f"{labels} {1 if row['up'] else 0}")
+        squatter = row.get("squatted_by") or ""
+        samples["revtunnel_tunnel_squatted"].append(
+            f"{_labels(hub=hub, spoke=row['spoke'], forward=row['forward'], account=squatter)} {1 if squatter else 0}")
         samples["revtunnel_tunnel_probe_seconds"].append(f"{labels} {row['seconds']:.6f}")
         if since is not None:
             samples["revtunnel_tunnel_last_change_timestamp_seconds"].append(f"{labels} {since:.3f}")
@@ -323,12 +328,14 @@ def main(argv=None):
     parser.add_argument("--hub", default=socket.gethostname(),
                         help="the hub label of the metrics (default: %(default)s)")
     parser.add_argument("--state", default=DEFAULT_STATE, help="up/down state between runs (default: %(default)s)")
+    parser.add_argument("--user", default="tunnel",
+                        help="the tunnel account: a port another account holds is squatted (default: %(default)s)")
     parser.add_argument("--record", action="store_true", help="save the state and log each up/down transition")
     args = parser.parse_args(argv)
     spokes = common.read_registry(args.registry, "revtunnel-metrics")
     if spokes is None:
         return 2
-    rows = _probe.check_all(spokes, args.timeout, args.workers)
+    rows = _probe.check_all(spokes, args.timeout, args.workers, owner_uid=_procfs.account_uid(args.user))
     text = prometheus(args, spokes, rows)
     if not args.output:
         sys.stdout.write(text)

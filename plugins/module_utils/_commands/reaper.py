@@ -34,6 +34,7 @@ for journald. Installed on the hub as ``revtunnel-reaper`` (the command library,
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -46,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe, _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _bindguard, _probe, _procfs
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import authorized_keys as _authorized_keys
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
@@ -93,6 +94,8 @@ class Decision:
     terminate: list[Session] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # An older session of the key answered and keeps the ports: the new one can get none.
+    kept: bool = False
 
 
 def _text(value) -> str | None:
@@ -173,6 +176,26 @@ def useless_sessions(monitors: Iterable[tuple[int, float | None, bool | None]], 
             if holds is False and started is not None and now - started >= idle_grace]
 
 
+def holds_none_of(logged_at: float | None, ports: Iterable[int], listener_since: dict[int, float]) -> bool:
+    """Whether a session that logged in at LOGGED_AT holds none of PORTS: every one of them has listeners that were
+    all there before that login. A listener belongs to the session that bound it, and a session binds only after
+    it logged in, so a later session cannot own it. Needs no right over the sessions' processes."""
+    ports = list(ports)
+    if logged_at is None or not ports:
+        return False
+    return all(port in listener_since and listener_since[port] < logged_at for port in ports)
+
+
+def parse_ports(text: str) -> tuple[int, int] | None:
+    """(start, end) of 'START-END', or None for ''."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+)-(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]) <= 65535:
+        raise ValueError(f"not a port range: {text!r} (use e.g. 10000-10999)")
+    return int(match[1]), int(match[2])
+
+
 class SessionBook:
     """The live tunnel sessions per key fingerprint, and the replacements made for each key."""
 
@@ -189,6 +212,8 @@ class SessionBook:
         self.held_until: dict[str, float] = {}
         self.last_warning: dict[str, float] = {}
         self.last_report: dict[str, float] = {}
+        # Sessions that logged in while an older one of their key kept the ports: they hold none, ever.
+        self.portless: set[int] = set()
 
     def prune(self, alive: Callable[[Session], bool]) -> None:
         """Forget the sessions that ended."""
@@ -198,6 +223,8 @@ class SessionBook:
                 self.sessions[fingerprint] = kept
             else:
                 del self.sessions[fingerprint]
+        live = {s.pid for sessions in self.sessions.values() for s in sessions}
+        self.portless &= live
 
     def record(self, new: Session) -> None:
         """Know NEW without deciding anything: the journal replayed at start only rebuilds the book."""
@@ -211,11 +238,11 @@ class SessionBook:
         return next((s for sessions in self.sessions.values() for s in sessions if s.pid == pid), None)
 
     def accepted(self, new: Session, now: float, alive: Callable[[Session], bool],
-                 spoke_live: Callable[[Session], bool] = lambda _s: False) -> Decision:
+                 spoke_live: Callable[..., bool] = lambda _s, _older=(): False) -> Decision:
         """Record NEW; decide which older sessions of its key to terminate.
 
-        ``spoke_live(new)`` reads the spoke's banner through its ports: True while an older session
-        still carries the spoke end to end, and then nothing is terminated.
+        ``spoke_live(new, older)`` reads the spoke's banner through its ports: True while an older session
+        still carries the spoke end to end, and then nothing is terminated (``decision.kept`` says so).
         """
         decision = Decision()
         if new.user != self.user:
@@ -223,14 +250,24 @@ class SessionBook:
         # A pid seen before belongs to an ended session now: the newest line for a pid wins.
         for fingerprint in list(self.sessions):
             self.sessions[fingerprint] = [s for s in self.sessions[fingerprint] if s.pid != new.pid]
-        older = [s for s in self.sessions.get(new.fingerprint, []) if alive(s)]
+        self.portless.discard(new.pid)
+        living = [s for s in self.sessions.get(new.fingerprint, []) if alive(s)]
+        older = [s for s in living if s.pid not in self.portless]
         # A session already gone (start_ticks None) is decided on, never booked.
         booked = [new] if new.start_ticks is not None else []
-        self.sessions[new.fingerprint] = [*older, *booked]
+        self.sessions[new.fingerprint] = [*living, *booked]
         if not older:
             return decision
 
-        if spoke_live(new):
+        if spoke_live(new, older):
+            decision.kept = True
+            self.portless.add(new.pid)
+            if new.addr in {s.addr for s in older}:
+                # The spoke itself, from its session's address: its watchdog checking its session after a cut.
+                decision.notices.append(
+                    f"spoke {new.spoke or '?'}: its key {new.fingerprint} logged in again from {new.where()}, the "
+                    f"address of its live session; that session keeps the ports")
+                return decision
             if now - self.last_report.get(new.fingerprint, float("-inf")) >= self.report_every:
                 self.last_report[new.fingerprint] = now
                 decision.warnings.append(
@@ -266,7 +303,7 @@ class SessionBook:
 
         for old in older:
             history.append((now, old.addr, new.addr))
-        self.sessions[new.fingerprint] = booked
+        self.sessions[new.fingerprint] = [s for s in living if s.pid in self.portless] + booked
         decision.terminate = older
         decision.notices.append(
             f"key {new.fingerprint}: new session from {new.where()} (pid {new.pid}) replaces "
@@ -297,6 +334,14 @@ def checked(session: Session, proc: _procfs.Proc, keys: dict[str, Spoke], now: f
 
 
 LIVE_CACHE = 10.0
+# A session of a key whose ports an older session holds is ended this long after its login (its forward was
+# refused within milliseconds; a spoke's ssh, with ExitOnForwardFailure, is gone by then).
+NEWCOMER_GRACE = 0.5
+REPORT_REFUSED_EVERY = 60.0
+# TIME_WAIT lasts 60 s: a squatter's are ended for that long after it was last seen.
+SQUATTER_TIME_WAIT = 70.0
+# An older session whose TCP re-sends within this many seconds is waited for; one that re-sends later is replaced.
+RESUME_SOON = 5.0
 
 
 def log(priority, text):
@@ -320,8 +365,29 @@ def session_answers(port, timeout, host="127.0.0.1"):
     return True
 
 
+CAP_DAC_READ_SEARCH, CAP_KILL, CAP_NET_ADMIN, CAP_SYS_PTRACE = 2, 5, 12, 19
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def keep_only_capabilities(*keep):
+    """Drop every capability but KEEP from this process (effective, permitted, inheritable): after the bind filter
+    is linked, the daemon needs only to read the sessions' and other accounts' fds and to signal their processes."""
+    mask = 0
+    for cap in keep:
+        mask |= 1 << cap
+    # What this process does not have (a container without CAP_DAC_READ_SEARCH) cannot be kept.
+    with open("/proc/self/status", encoding="ascii") as status:
+        mask &= next((int(line.split()[1], 16) for line in status if line.startswith("CapPrm:")), 0)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0, mask >> 32, mask >> 32, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.capset(header, data) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
 class Reaper:
-    """The reaper's I/O around SessionBook: journal entries in, probes and signals out."""
+    """The reaper's I/O around SessionBook: journal entries in, probes and signals out; the spokes' ports guarded."""
 
     def __init__(self, args, proc=None):
         self.args = args
@@ -329,12 +395,68 @@ class Reaper:
         self.book = SessionBook(args.user, window=args.window, max_replacements=args.max_replacements,
                                 hold=args.hold, report_every=args.report_every)
         self.started = time.time()
-        self.cap_disabled = False
+        self.fds_unreadable = False
         self.reported_untrusted = set()
         self.live_until = {}
+        self.tunnel_uid = _procfs.account_uid(args.user)
+        self.port_range = parse_ports(args.ports)
+        # (port, inode) of every listener on a spoke's port -> when this process first saw it.
+        self.first_seen = {}
+        self.guard = None
+        self.self_test_key = None
+        self.refused_counts = {}
+        self.refused_reported = {}
+        self.squatters_seen = set()
+        # port -> when another account was last seen holding it: its TIME_WAIT sockets are ended for a while after.
+        self.squatted_ports = {}
+        self._keys_cache = None
+
+    # --- what the hub holds -----------------------------------------------------------------------------
+
+    def sockets(self):
+        """Every TCP socket of the hub, read once per look."""
+        return _procfs.tcp_sockets((str(self.proc.root / "net" / "tcp"), str(self.proc.root / "net" / "tcp6")))
+
+    def registry_spokes(self):
+        try:
+            return document.read_spokes(self.args.registry)
+        except (OSError, ValueError):
+            return {}
+
+    def observe(self, sockets, now):
+        """Note when each listener on a port was first seen; {port: when the newest of its listeners was}."""
+        current = {(s.port, s.inode) for s in sockets if s.state == _procfs.TCP_LISTEN}
+        for key in current - set(self.first_seen):
+            self.first_seen[key] = now
+        for key in set(self.first_seen) - current:
+            del self.first_seen[key]
+        since = {}
+        for (port, _inode), when in self.first_seen.items():
+            since[port] = max(since.get(port, when), when)
+        return since
+
+    def guarded_ports(self, spokes):
+        ports = {int(p) for entry in spokes.values() for p in entry.get("ports", {}).values()}
+        if self.port_range:
+            ports |= set(range(self.port_range[0], self.port_range[1] + 1))
+        return ports
+
+    # --- decisions on logins --------------------------------------------------------------------------------
 
     def keys(self):
-        """The keys the hub trusts now (the registry is re-read: spokes come and go while we run)."""
+        """The keys the hub trusts now (the registry is re-read when it changed: spokes come and go while we run)."""
+        try:
+            info = os.stat(self.args.registry)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and self._keys_cache and self._keys_cache[0] == stamp:
+            return self._keys_cache[1]
+        found = self._read_keys()
+        self._keys_cache = (stamp, found) if stamp is not None and found else None
+        return found
+
+    def _read_keys(self):
         try:
             spokes = document.read_spokes(self.args.registry)
         except (OSError, ValueError) as exc:
@@ -354,11 +476,41 @@ class Reaper:
         return (self.proc.start_ticks(session.pid) == session.start_ticks
                 and self.proc.is_tunnel_monitor(session.pid, session.user))
 
+    def hub_end(self, session, older):
+        """What the hub's own end of the older sessions says about them: 'stuck', 'resuming' or None.
+
+        sshd's end of each older session is the hub's socket to the session's client address and port. 'stuck':
+        every one of them has data the spoke has not acknowledged and re-sends it only RESUME_SOON s or more from
+        now (a busy cut: connections to the port were queued on it while the link was down, and TCP backs off to
+        about a minute); nothing new passes before that, a banner read through the port included. 'resuming': the
+        same, but re-sent within RESUME_SOON s, and the new login comes from the old session's own address (the
+        spoke checking after a shorter cut): the old session carries on, with its connections. None: look as before.
+        """
+        sockets = self.sockets()
+        found = [_procfs.connection((s.addr, s.port), sockets) for s in older]
+        if not found or None in found:
+            return None
+        if all(_procfs.waiting_for_retransmission(sock, RESUME_SOON) for sock in found):
+            why = ", ".join(f"{s.where()} waits {sock.when:.0f} s for its next re-send ({sock.retransmits} "
+                            "unanswered)" for s, sock in zip(older, found))
+            log(5, f"spoke {session.spoke or '?'}: its older session cannot pass anything before TCP re-sends "
+                   f"({why}); the new session from {session.where()} gets the ports")
+            return "stuck"
+        if session.addr in {s.addr for s in older} and all(
+                sock.unacked > 0 and sock.timer == _procfs.TIMER_RETRANSMIT for sock in found):
+            log(6, f"spoke {session.spoke or '?'}: its older session re-sends within {RESUME_SOON:.0f} s and carries "
+                   f"on; the new session from {session.where()}, its own address, gets no port")
+            return "resuming"
+        return None
+
     def spoke_live(self, keys):
         """Whether the session holding a key's ssh port still answers end to end (see session_answers)."""
-        def check(session):
+        def check(session, older=()):
             spoke = keys.get(session.fingerprint)
             ports = [int(port) for fwd, port in (spoke.ports.items() if spoke else []) if fwd == "ssh"]
+            end = self.hub_end(session, older) if older else None
+            if end is not None:
+                return end == "resuming"
             if spoke is None or not ports:
                 # No banner to read: keep the older session; ClientAlive ends it if it is dead.
                 return bool(spoke and spoke.ports)
@@ -396,49 +548,229 @@ class Reaper:
         for old in decision.terminate:
             if self.alive(old):
                 self.terminate(old.pid, f"stale session of spoke {old.spoke} from {old.where()}")
+        if decision.kept and trusted.start_ticks is not None:
+            # Its key's live session keeps every port: this one can get none, so it goes now, not after a grace.
+            self.end_portless(trusted, keys[trusted.fingerprint].ports.values())
 
-    def terminate(self, pid, why):
+    def end_portless(self, session, ports):
+        """End SESSION when every one of PORTS has listeners older than its login (it can hold none of them)."""
+        now = time.time()
+        since = self.observe(self.sockets(), now)
+        if holds_none_of(session.logged_at, [int(p) for p in ports], since) and self.alive(session):
+            after = f" ({now - session.logged_at:.2f} s after its login)" if session.logged_at else ""
+            log(5, f"ending session pid {session.pid} (spoke {session.spoke}, key {session.fingerprint}, from "
+                   f"{session.where()}): its key's live session holds every port, so this one holds none{after}")
+            self.terminate(session.pid, f"session of spoke {session.spoke} from {session.where()}")
+            return True
+        return False
+
+    def terminate(self, pid, why, sig=signal.SIGTERM):
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             log(6, f"pid {pid} ({why}) had already ended")
         except PermissionError as exc:
             log(3, f"cannot end pid {pid} ({why}): {exc}")
 
-    def cap(self):
-        """End the tunnel sessions that have held no listener for the grace period."""
-        if self.cap_disabled or self.args.idle_grace <= 0:
+    # --- the cap: sessions that hold no port ------------------------------------------------------------
+
+    def holds(self, pid, session, ports, listening, children, since):
+        """Whether the session of monitor PID holds a listener: True, False, or None when it cannot be told.
+
+        Without reading the session's fds: a key none of whose ports has a listener holds none, and a session that
+        logged in after all its ports' listeners appeared holds none. With the fds (CAP_SYS_PTRACE): exactly.
+        """
+        if session is not None and ports and (not any(port in since for port in ports)
+                                              or holds_none_of(session.logged_at, ports, since)):
+            return False
+        if self.fds_unreadable:
+            return None
+        try:
+            return self.proc.holds_listener(pid, listening, children)
+        except PermissionError as exc:
+            self.fds_unreadable = True
+            log(4, f"cannot read the fds of the tunnel sessions ({exc}): without CAP_SYS_PTRACE a session's ports "
+                   "are judged by their listeners' age alone (a later session of a key whose ports are held holds "
+                   "none of them)")
+            return None
+
+    def cap(self, sockets=None, spokes=None):
+        """End the tunnel sessions that hold no listener: at once when their key's ports are held by an older
+        session, after the idle grace otherwise."""
+        if self.args.idle_grace <= 0:
             return
         found = self.proc.tunnel_monitors(self.args.user)
         if not found:
             self.book.prune(self.alive)
             return
-        listening, children = self.proc.listening_inodes(), self.proc.children()
-        monitors = []
+        now = time.time()
+        sockets = self.sockets() if sockets is None else sockets
+        since = self.observe(sockets, now)
+        keys = self.keys() if spokes is None else trusted_keys(spokes, document.fingerprints(spokes))
+        listening = {int(s.inode) for s in sockets if s.state == _procfs.TCP_LISTEN and s.inode.isdigit()}
+        children = self.proc.children()
         for pid in found:
-            try:
-                holds = self.proc.holds_listener(pid, listening, children)
-            except PermissionError as exc:
-                self.cap_disabled = True
-                log(4, f"cannot read the fds of the tunnel sessions ({exc}): the unit needs CAP_SYS_PTRACE; "
-                       "sessions without a listener are not capped")
-                return
             ticks = self.proc.start_ticks(pid)
-            monitors.append((pid, ticks, self.proc.started_at(ticks), holds))
-        useless = set(useless_sessions([(p, at, holds) for p, _ticks, at, holds in monitors], time.time(),
-                                       self.args.idle_grace))
-        for pid, ticks, _at, _holds in monitors:
+            known = self.book.find(pid)
+            spoke = keys.get(known.fingerprint) if known else None
+            ports = [int(p) for p in spoke.ports.values()] if spoke else []
+            holds = self.holds(pid, known, ports, listening, children, since)
+            started = self.proc.started_at(ticks)
+            newcomer = (holds is False and known is not None and ports and any(p in since for p in ports)
+                        and now - (known.logged_at or now) >= NEWCOMER_GRACE)
+            useless = newcomer or bool(useless_sessions([(pid, started, holds)], now, self.args.idle_grace))
             # Checked again right before the signal: the pid is still that monitor.
-            if (pid in useless and self.proc.start_ticks(pid) == ticks
-                    and self.proc.is_tunnel_monitor(pid, self.args.user)):
-                known = self.book.find(pid)
+            if useless and self.proc.start_ticks(pid) == ticks and self.proc.is_tunnel_monitor(pid, self.args.user):
                 who = f"spoke {known.spoke}, key {known.fingerprint}, from {known.where()}" if known else "unknown key"
-                log(5, f"ending session pid {pid} ({who}): it has held no forwarded port for "
-                       f"{int(self.args.idle_grace)} s")
+                reason = ("its key's ports are held by an older session" if newcomer else
+                          f"it has held no forwarded port for {int(self.args.idle_grace)} s")
+                log(5, f"ending session pid {pid} ({who}): {reason}")
                 self.terminate(pid, who)
         self.book.prune(self.alive)
 
+    # --- the guard: no other account holds a spoke's port ----------------------------------------------
+
+    def start_guard(self):
+        """Link the bind filter (only the tunnel account binds the spokes' port range), then drop privileges."""
+        if self.port_range is None or self.args.guard == "off" or self.tunnel_uid is None:
+            return
+        cgroup = _bindguard.guarded_cgroup()
+        if cgroup is None:
+            log(4, "no unified (v2) cgroup hierarchy: the bind filter is off; a squatter on a spoke's port is ended "
+                   "when it is seen (every second)")
+            return
+        guard = _bindguard.BindGuard(*self.port_range, self.tunnel_uid, cgroup)
+        try:
+            guard.link()
+        except OSError as exc:
+            guard.close()
+            log(4, f"cannot load the bind filter ({exc.strerror or exc}; needs Linux >= 5.7 with cgroup v2, and "
+                   f"CAP_BPF with CAP_NET_ADMIN or CAP_SYS_ADMIN){': ' + guard.log[-300:] if guard.log else ''}; "
+                   "a squatter on a spoke's port is ended when it is seen (every second)")
+            return
+        test = self.filter_applies()
+        if test is None:
+            guard.close()
+            log(4, f"the bind filter linked to {cgroup} is not applied here (this process could still bind a spoke "
+                   "port): it is off; a squatter on a spoke's port is ended when it is seen (every second)")
+            return
+        self.self_test_key = (os.getuid(), test)
+        self.guard = guard
+        log(6, f"bind filter linked to cgroup {cgroup}: only {self.args.user} (uid {self.tunnel_uid}) binds TCP ports "
+               f"{self.port_range[0]}-{self.port_range[1]}; every other account, root included, gets EPERM")
+
+    def filter_applies(self):
+        """The port on which this process (not the tunnel account) was refused a bind, or None if it was not."""
+        taken = {s.port for s in self.sockets()}
+        for port in range(self.port_range[0], self.port_range[1] + 1):
+            if port in taken:
+                continue
+            with socket.socket() as probe:
+                # SO_REUSEADDR and no listen(): should the filter not apply, this bind blocks no tunnel.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except PermissionError:
+                    return port
+                except OSError:
+                    continue
+                return None
+        return None
+
+    def drop_privileges(self):
+        # A squatter that got in before the filter (at boot, or while the reaper restarted) can leave TIME_WAIT
+        # sockets on a spoke's port once it is ended: ending those takes CAP_NET_ADMIN.
+        try:
+            keep_only_capabilities(CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL, CAP_NET_ADMIN)
+        except (OSError, AttributeError) as exc:
+            log(4, f"cannot drop the capabilities used to link the bind filter: {exc}")
+
+    def guard_round(self, sockets, spokes):
+        """Name every account refused a bind (the filter's counts) or holding a spoke's port (end its process)."""
+        port_of = {int(p): f"{name}/{fwd}" for name, entry in spokes.items()
+                   for fwd, p in entry.get("ports", {}).items()}
+        now = time.monotonic()
+        if self.guard is not None:
+            try:
+                counts = self.guard.refused()
+            except OSError:
+                counts = {}
+            fresh = {}
+            for key, count in sorted(counts.items()):
+                if key != self.self_test_key and count > self.refused_counts.get(key, 0):
+                    fresh.setdefault(key[0], []).append((key[1], count - self.refused_counts.get(key, 0), count))
+            # One line per account and minute, however many ports it tries: a bind loop cannot flood the journal.
+            for uid, tries in sorted(fresh.items()):
+                if now - self.refused_reported.get(uid, float("-inf")) < REPORT_REFUSED_EVERY:
+                    continue
+                self.refused_reported[uid] = now
+                for port, _new, count in tries:
+                    self.refused_counts[(uid, port)] = count
+                shown = ", ".join(f"port {port} ({'spoke ' + port_of[port] if port in port_of else 'range'}) x{new}"
+                                  for port, new, _count in tries[:5])
+                more = f" and {len(tries) - 5} more ports" if len(tries) > 5 else ""
+                log(4, f"refused binds by account {_procfs.account(uid)} (uid {uid}): {shown}{more}; only "
+                       f"{self.args.user} may bind the spokes' ports")
+        self.clear_time_wait(sockets, port_of)
+        holders = _procfs.foreign_holders(sockets, self.guarded_ports(spokes), self.tunnel_uid)
+        if not holders:
+            return
+        owners = self.proc.socket_holders({int(s.inode) for s in holders if s.inode.isdigit()})
+        for sock in holders:
+            self.squatted_ports[sock.port] = time.monotonic()
+            where = f"spoke {port_of[sock.port]}" if sock.port in port_of else "the spokes' range"
+            how = "listens on" if sock.state == _procfs.TCP_LISTEN else "holds a socket bound to"
+            key = (sock.uid, sock.port, sock.inode)
+            name = _procfs.account(sock.uid)
+            pids = [p for p in owners.get(int(sock.inode), []) if (self.proc.uids(p) or [None])[0] == sock.uid]
+            if key not in self.squatters_seen:
+                self.squatters_seen.add(key)
+                log(4, f"port {sock.port} ({where}) is squatted: account {name} (uid {sock.uid}) {how} "
+                       f"it, not {self.args.user}'s sshd session")
+            if sock.uid == 0:
+                continue  # root is out of reach by design; it is named, never signalled
+            for pid in pids:
+                log(4, f"ending pid {pid} ({self.proc.title(pid) or '?'}) of account {name}: it held "
+                       f"port {sock.port} ({where})")
+                self.terminate(pid, f"squatter of port {sock.port}", signal.SIGKILL)
+            if not pids and ("unfound", key) not in self.squatters_seen:
+                self.squatters_seen.add(("unfound", key))
+                log(4, f"cannot find the process of account {name} holding port {sock.port}: reading "
+                       "other accounts' fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH")
+
+    def clear_time_wait(self, sockets, port_of):
+        """End TIME_WAIT sockets on a spoke's port that a squatter held lately and nothing listens on: without
+        SO_REUSEADDR of their own they keep sshd from binding it for 60 s (with the filter linked, only a squatter
+        from before the filter can leave them)."""
+        listening = {s.port for s in sockets if s.state == _procfs.TCP_LISTEN}
+        now = time.monotonic()
+        recent = {port for port, seen in self.squatted_ports.items() if now - seen <= SQUATTER_TIME_WAIT}
+        # A tunnel's own TIME_WAIT sockets carry sshd's SO_REUSEADDR and block nothing: only a squatter's are ended.
+        waiting = {s.port for s in sockets if s.state == _procfs.TCP_TIME_WAIT and s.port in port_of} & recent
+        waiting -= listening
+        for port in sorted(waiting):
+            try:
+                ended = _procfs.destroy_time_wait(port)
+            except OSError as exc:
+                if ("time_wait", port) not in self.squatters_seen:
+                    self.squatters_seen.add(("time_wait", port))
+                    log(4, f"cannot end the TIME_WAIT sockets on port {port} (spoke {port_of[port]}): {exc}; its "
+                           "tunnel can bind it again once they expire (60 s)")
+                continue
+            if ended:
+                log(5, f"ended {ended} TIME_WAIT socket(s) on port {port} (spoke {port_of[port]}), which nothing "
+                       "listens on: they kept its tunnel from binding it")
+
+    def round(self):
+        """One look every --cap-every seconds: sessions without ports, and the guard."""
+        sockets = self.sockets()
+        spokes = self.registry_spokes()
+        self.guarded(self.cap, sockets, spokes)
+        self.guarded(self.guard_round, sockets, spokes)
+
     def run(self):
+        self.guarded(self.start_guard)
+        self.drop_privileges()
         # The whole boot is read so that sessions opened before this service started are known; entries
         # logged before this process started only rebuild the book (a restart kills nothing).
         journal = subprocess.Popen(
@@ -461,7 +793,7 @@ class Reaper:
                         continue
                     self.guarded(self.entry, entry)
             if time.monotonic() >= next_cap:
-                self.guarded(self.cap)
+                self.guarded(self.round)
                 next_cap = time.monotonic() + self.args.cap_every
         return journal.wait() or 1
 
@@ -487,7 +819,11 @@ def parse_args(argv=None):
     parser.add_argument("--probe-timeout", type=float, default=2.0, help="seconds to read a spoke's banner")
     parser.add_argument("--idle-grace", type=float, default=20.0,
                         help="seconds a tunnel session may hold no listener before it is ended (0: never)")
-    parser.add_argument("--cap-every", type=float, default=5.0, help="seconds between two looks at the sessions")
+    parser.add_argument("--cap-every", type=float, default=1.0,
+                        help="seconds between two looks at the sessions and the spokes' ports")
+    parser.add_argument("--ports", default="", help="the spokes' port range START-END, guarded against other accounts")
+    parser.add_argument("--guard", choices=("auto", "off"), default="auto",
+                        help="auto: link the bind filter when the kernel allows it (default); off: never")
     return parser.parse_args(argv)
 
 

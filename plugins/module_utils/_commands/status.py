@@ -9,6 +9,7 @@ other forwards must keep the connection open (the probes are in _probe, shared w
 Probes run concurrently, each with one total deadline, so a slow spoke does not hold up the others.
 
   revtunnel-status [--json]                      a table (or JSON) of every tunnel; exit 1 if one is down
+                                                 or squatted (another account than --user holds its port)
   revtunnel-status --prometheus                  the same as node_exporter textfile metrics, on stdout
   revtunnel-status --since 24h [--json]          outages, availability and a timeline per tunnel
 
@@ -24,7 +25,7 @@ import socket
 import sys
 import time
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe, _procfs
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import common, journal, metrics, output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 
@@ -32,10 +33,15 @@ METRICS_UNIT = "revtunnel-metrics.service"
 METRICS_IDENTIFIER = "revtunnel-metrics"
 
 
+def state(row):
+    """up, DOWN, or SQUATTED (another account than the tunnel's holds the port)."""
+    return "up" if row["up"] else "SQUATTED" if row.get("squatted_by") else "DOWN"
+
+
 def format_table(rows):
     header = ("SPOKE", "FORWARD", "PORT", "STATE", "LATENCY", "DETAIL")
     lines = [header] + [
-        (r["spoke"], r["forward"], str(r["port"]), "up" if r["up"] else "DOWN", f'{r["latency_ms"]:.1f} ms',
+        (r["spoke"], r["forward"], str(r["port"]), state(r), f'{r["latency_ms"]:.1f} ms',
          r["detail"]) for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -110,6 +116,8 @@ def main(argv=None):
     parser.add_argument("--spoke", action="append", help="only this spoke (repeatable)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per probe, in total (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=32, help="probes at once (default: %(default)s)")
+    parser.add_argument("--user", default="tunnel",
+                        help="the tunnel account: a port another account holds is squatted (default: %(default)s)")
     formats = parser.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     formats.add_argument("--prometheus", action="store_true",
@@ -131,12 +139,13 @@ def main(argv=None):
     if args.since is not None:
         return show_history(args, spokes)
     probed = {name: entry for name, entry in spokes.items() if not args.spoke or name in args.spoke}
-    rows = _probe.check_all(probed, args.timeout, args.workers)
+    rows = _probe.check_all(probed, args.timeout, args.workers, owner_uid=_procfs.account_uid(args.user))
     if args.prometheus:
         args.record = False
         sys.stdout.write(metrics.prometheus(args, spokes, rows))
     elif args.json:
-        output.say(json.dumps([{k: v for k, v in r.items() if k != "seconds"} for r in rows], indent=2))
+        output.say(json.dumps([{**{k: v for k, v in r.items() if k != "seconds"}, "state": state(r).lower()}
+                               for r in rows], indent=2))
     else:
         output.say(format_table(rows))
     return 0 if all(r["up"] for r in rows) else 1

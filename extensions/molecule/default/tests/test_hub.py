@@ -38,8 +38,8 @@ def test_effective_sshd_settings_for_the_tunnel_account(host):
         "authenticationmethods": "publickey",
         "passwordauthentication": "no",
         "authorizedkeysfile": "/etc/ssh/revtunnel/authorized_keys",
-        "clientaliveinterval": "30",
-        "clientalivecountmax": "4",
+        "clientaliveinterval": "75",
+        "clientalivecountmax": "2",
     }
     assert {k: cfg.get(k) for k in expected} == expected
 

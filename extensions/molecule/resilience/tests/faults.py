@@ -42,6 +42,24 @@ while time.time() < end:
 """
 
 
+# Runs on the hub in the background: read a spoke's port every few seconds for a while, as revtunnel-status, the
+# metrics timer or an operator retrying would (each attempt queues a channel open on the tunnel's session).
+PROBER = r"""
+import os, socket, sys, time
+end, port, every = time.time() + float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+with open(sys.argv[4], "w") as f:
+    f.write(str(os.getpid()))
+while time.time() < end:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 3) as s:
+            s.settimeout(3)
+            s.recv(64)
+    except OSError:
+        pass
+    time.sleep(every)
+"""
+
+
 # Runs on the hub in the background: one connection through the tunnel, as an operator's session would be.
 # It reads the spoke's banner, waits for the GO file (written when the link is back, holding that time),
 # then sends its identification and reads the spoke's KEXINIT on the same connection. OUT gets the seconds
@@ -219,6 +237,50 @@ def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=12
             return float(out) if out[0].isdigit() else None
         time.sleep(0.2)
     return None
+
+
+def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit=90.0):
+    """Cut the link for SECONDS (dropped on the spoke, both directions) with a connection held open through the
+    tunnel, while the hub reads the spoke's port every PROBE_EVERY s (None: a quiet cut, nobody probes).
+
+    Returns (fresh, held): seconds from the link's return until a new connection through the tunnel reads the
+    spoke's banner (None after LIMIT s), and until the held connection answered again (None: it was lost).
+    A quiet cut stops the hub's metrics timer meanwhile: it reads every port every 30 s, which makes any longer cut
+    a busy one.
+    """
+    files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
+    sh(hub, "rm -f " + " ".join(files))
+    docker("exec", "-d", hub, "python3", "-c", HOLDER, str(port), *files, str(limit))
+    end = time.time() + 10
+    while sh(hub, f"test -e {files[0]} -o -e {files[2]} && echo yes || true") != "yes":
+        if time.time() > end:
+            raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
+        time.sleep(0.1)
+    timer = "revtunnel-metrics.timer"
+    paused = not probe_every and sh(hub, f"systemctl is-active {timer} || true") == "active"
+    if paused:
+        sh(hub, f"systemctl stop {timer}")
+    prober = f"/tmp/prober-{tag}.pid"
+    if probe_every:
+        docker("exec", "-d", hub, "python3", "-c", PROBER, str(seconds + 10), str(port), str(probe_every), prober)
+    _block(spoke, hub_address, "-I", far=False)
+    time.sleep(seconds)  # the fault itself, not an assertion
+    _block(spoke, hub_address, "-D", far=False)
+    back = time.time()
+    if probe_every:
+        # The reads end with the cut: one after it would be a fresh connection, and one in a later cut a busy one.
+        sh(hub, f"kill $(cat {prober}) 2>/dev/null; rm -f {prober}", check=False)
+    if paused:
+        sh(hub, f"systemctl start {timer}")
+    sh(hub, f"echo {back} >{files[1]}")
+    fresh = time_to_banner(hub, port, back, limit)
+    end = back + limit + 10
+    while time.time() < end:
+        out = sh(hub, f"cat {files[2]} 2>/dev/null || true")
+        if out:
+            return fresh, float(out) if out[0].isdigit() else None
+        time.sleep(0.2)
+    return fresh, None
 
 
 def run_site(root, inventory_text, *args, env=None, timeout=None, check=True):

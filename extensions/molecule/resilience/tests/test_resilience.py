@@ -230,6 +230,51 @@ def test_link_cut_then_restored_with_the_same_or_a_new_address(seconds):
     assert faults.sh(HUB, f"test -d /proc/{replaced.group(1)} && echo alive || echo gone") == "gone"
 
 
+# A fresh connection through the tunnel after a busy cut of a minute (the hub read the port every 5 s meanwhile).
+BUSY_TARGET = 5.0
+
+
+def test_a_busy_60_s_cut_is_over_within_5_s_of_the_links_return():
+    """Issue 20: status, metrics and operators keep reading the port during the cut, which queues data on the hub's
+    end of the session, and TCP then waits up to a minute to re-send it. The watchdog knocks, the reaper sees the
+    hub's end waiting for a re-send and gives the new session the port (the held connection goes with the old one)."""
+    hub_address = faults.address(HUB, NETWORK)
+    port = ports()
+    since = faults.sh(HUB, "date '+%Y-%m-%d %H:%M:%S'")
+    with ThreadPoolExecutor(len(SPOKES)) as pool:
+        took = dict(zip(SPOKES, pool.map(
+            lambda s: faults.busy_cut(s, HUB, hub_address, port[s]["ssh"], 60, f"busy-{s}", probe_every=5.0,
+                                      limit=90), SPOKES)))
+    print("busy 60 s cut, (fresh connection, held connection) after the link: "
+          + ", ".join(f"{s} {took[s]}" for s in SPOKES), file=sys.stderr)
+    for spoke in SPOKES:
+        fresh, _held = took[spoke]
+        assert fresh is not None and fresh <= BUSY_TARGET, (spoke, took[spoke], journals())
+    reaper_log = faults.sh(HUB, f"journalctl -u revtunnel-reaper --since '{since}' --no-pager -o cat")
+    assert "cannot pass anything before TCP re-sends" in reaper_log, reaper_log[-3000:]
+    for spoke in SPOKES:
+        watch_log = faults.sh(spoke, f"journalctl -u {UNIT} --since '{since}' --no-pager -o cat")
+        assert "knocking" in watch_log, watch_log[-3000:]
+
+
+def test_a_quiet_60_s_cut_keeps_the_held_connection():
+    """Nobody reads the port during the cut: the held connection answers again and a fresh one comes at once."""
+    hub_address = faults.address(HUB, NETWORK)
+    port = ports()
+    before = {s: faults.main_pid(s, UNIT) for s in SPOKES}
+    with ThreadPoolExecutor(len(SPOKES)) as pool:
+        took = dict(zip(SPOKES, pool.map(
+            lambda s: faults.busy_cut(s, HUB, hub_address, port[s]["ssh"], 60, f"quiet-{s}", probe_every=None,
+                                      limit=90), SPOKES)))
+    print("quiet 60 s cut, (fresh connection, held connection) after the link: "
+          + ", ".join(f"{s} {took[s]}" for s in SPOKES), file=sys.stderr)
+    for spoke in SPOKES:
+        fresh, held = took[spoke]
+        assert held is not None, (spoke, "the held connection was lost in a quiet cut", journals())
+        assert fresh is not None and fresh <= BUSY_TARGET, (spoke, took[spoke], journals())
+        assert faults.main_pid(spoke, UNIT) == before[spoke], (spoke, "the session was replaced", journals())
+
+
 def test_spoke_reboot():
     recover("reboot_spoke", lambda: both(faults.reboot_spoke))
 
@@ -238,8 +283,9 @@ def test_a_unit_without_its_forward_says_so_and_is_never_active():
     spoke = SPOKES[0]
     port = ports()[spoke]["ssh"]
     faults.sh(spoke, f"systemctl stop {UNIT}")
-    # Something else holds the spoke's port on the hub: the unit must keep trying, visibly, never "active".
-    faults.docker("exec", "-d", HUB, "python3", "-c", HOLDER, str(port), "12")
+    # Something else holds the spoke's port on the hub: the unit must keep trying, visibly, never "active". It runs
+    # as the tunnel account, the one account the hub's bind filter lets bind a spoke's port (a stale session would).
+    faults.docker("exec", "-d", "-u", "tunnel", HUB, "python3", "-c", HOLDER, str(port), "12")
     faults.sh(spoke, f"systemctl start --no-block {UNIT}")
     seen, states = "", set()
     end = time.time() + 10

@@ -82,7 +82,7 @@ COMMON = {
 @pytest.mark.parametrize("user, expected", [
     ("tunnel", {**COMMON, "authorizedkeysfile": "/etc/ssh/revtunnel/authorized_keys",
                 "allowtcpforwarding": "remote", "permitopen": "none", "permitlisten": "localhost:*",
-                "clientaliveinterval": "30", "clientalivecountmax": "4"}),
+                "clientaliveinterval": "75", "clientalivecountmax": "2"}),
     ("revtunnel-jump", {**COMMON, "authorizedkeysfile": "/etc/ssh/revtunnel/jump_authorized_keys",
                         "allowtcpforwarding": "local", "permitopen": "localhost:*", "permitlisten": "none"}),
 ])

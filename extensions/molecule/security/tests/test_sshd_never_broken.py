@@ -33,6 +33,7 @@ def test_a_dropin_that_sshd_rejects_is_never_installed(hub, registry):
 
     assert hub.file(DROPIN).sha256sum == before
     assert "maxstartups 100:30:400" in hub.check_output("sshd -T -C user=tunnel,host=x,addr=192.0.2.1")
+    assert "clientalivecountmax 2" in hub.check_output("sshd -T -C user=tunnel,host=x,addr=192.0.2.1")
     assert hub.service("ssh").is_running
     assert hub.run("sshd -t").rc == 0
     res = admin_runs_a_command_on_the_hub()

@@ -1,7 +1,8 @@
 """What a spoke sends cannot reach the admin's terminal raw, and one slow spoke cannot stall the status.
 
 With the first spoke's tunnel stopped, an impostor binds its port on the hub (what a dead or hostile spoke
-could serve) and revtunnel-status runs on the hub as an admin would run it.
+could serve) and revtunnel-status runs on the hub as an admin would run it. The impostor runs as the tunnel account,
+the one account the hub's bind filter lets bind a spoke's port (what the spoke's own session would send).
 """
 
 import json
@@ -31,8 +32,9 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def impostor(hub, port, mode):
-    hub.check_output(f"cat > /root/impostor.py <<'PY'\n{SERVER}PY")
-    hub.run_test(f"systemd-run --unit rt-sec-impostor --collect python3 /root/impostor.py {port} {mode}")
+    hub.check_output(f"cat > /usr/local/bin/rt-sec-impostor.py <<'PY'\n{SERVER}PY")
+    hub.run_test("systemd-run --unit rt-sec-impostor --collect -p User=tunnel "
+                 f"python3 /usr/local/bin/rt-sec-impostor.py {port} {mode}")
     deadline = time.monotonic() + 10
     while f":{port} " not in hub.check_output("ss -Htln") + " " and time.monotonic() < deadline:
         time.sleep(0.2)

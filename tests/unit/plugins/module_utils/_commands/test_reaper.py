@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
@@ -488,3 +489,184 @@ def test_a_port_nobody_listens_on_has_no_live_session():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert script.session_answers(port, 0.2) is False
+
+
+# --- Busy cuts, newcomers without ports, squatters ---------------------------------------------------------------
+
+def tcp_line(local, remote, state="01", unacked=0, timer=0, when=0, retransmits=0, uid=0, inode=5000):
+    """One /proc/net/tcp line: local and remote as (hex ip, port)."""
+    return (f"   0: {local[0]}:{local[1]:04X} {remote[0]}:{remote[1]:04X} {state} {unacked:08X}:00000000 "
+            f"{timer:02X}:{int(when * 100):08X} {retransmits:08X} {uid:5d}        0 {inode} 1 0 20 4 30 10 -1")
+
+
+def write_tcp(fake, *lines):
+    (fake.root / "net" / "tcp").write_text("  sl  local_address ...\n" + "\n".join(fake.listening + list(lines)) + "\n")
+
+
+def fds_denied(_pid):
+    """socket_inodes without CAP_SYS_PTRACE."""
+    raise PermissionError(13, "Permission denied")
+
+
+HUB_22 = ("0A2AD50A", 22)        # 10.213.42.10:22
+SPOKE_OLD = ("0C2AD50A", 40000)  # 10.213.42.12:40000, the older session's client end
+
+
+def test_a_session_waiting_for_a_retransmission_is_replaced_without_a_probe(run, fake, monkeypatch):
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or True)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.213.42.12", at=BTIME + 10.2))
+    # sshd's end of that session: 0x1d0 bytes unacknowledged, 8 re-sends, the next one 42 s away (a busy cut).
+    write_tcp(fake, tcp_line(HUB_22, SPOKE_OLD, unacked=0x1D0, timer=1, when=42.0, retransmits=8))
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(501, FP_KEY_A, addr="10.213.42.12"))
+    assert run.killed == [500] and probed == [], "a stuck session cannot answer a probe: not even tried"
+    assert any("waits 42 s for its next re-send (8 unanswered)" in text for _prio, text in run.logged)
+
+
+@pytest.mark.parametrize(("state", "addr"), [
+    ({"unacked": 0, "timer": 2, "when": 7000.0}, "10.213.42.12"),                      # idle: keep-alive only
+    ({"unacked": 0x1D0, "timer": 1, "when": 0.4, "retransmits": 1}, "10.213.42.99"),   # in flight, another address
+    ({"unacked": 0x1D0, "timer": 1, "when": 3.0, "retransmits": 6}, "10.213.42.99"),   # soon, another address
+])
+def test_a_healthy_older_session_is_probed_as_before(run, fake, monkeypatch, state, addr):
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or True)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.213.42.12", at=BTIME + 10.2))
+    write_tcp(fake, tcp_line(HUB_22, SPOKE_OLD, **state))
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(501, FP_KEY_A, addr=addr))
+    assert probed == [10000] and 500 not in run.killed
+
+
+def test_the_spokes_own_knock_waits_for_a_session_that_re_sends_soon(run, fake, monkeypatch):
+    """A shorter busy cut: the hub re-sends within 5 s, so the old session and its connections carry on."""
+    run.started = BTIME
+    probed = []
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: probed.append(port) or False)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.213.42.12", at=BTIME + 10.2))
+    fake.listen(7001)  # the old session's listener, there long before the knock
+    run.first_seen[(10000, "7001")] = BTIME + 10.5
+    write_tcp(fake, tcp_line(HUB_22, SPOKE_OLD, unacked=0x1D0, timer=1, when=3.0, retransmits=6))
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 50.0)
+    run.entry(line(501, FP_KEY_A, addr="10.213.42.12"))
+    assert probed == [] and 500 not in run.killed and 501 in run.killed, "the old one carries on, the knock goes"
+    assert any("re-sends within 5 s and carries on" in text for _prio, text in run.logged)
+
+
+def test_waiting_for_retransmission_needs_unacked_data_backoff_and_a_late_resend():
+    sock = _procfs.TcpSocket(port=22, state="01", uid=0, inode="1", unacked=464, timer=1, when=42.0, retransmits=8)
+    assert _procfs.waiting_for_retransmission(sock, 2.0)
+    for change in ({"unacked": 0}, {"timer": 4}, {"retransmits": 1}, {"when": 1.5}):
+        assert not _procfs.waiting_for_retransmission(replace(sock, **change), 2.0), change
+    assert not _procfs.waiting_for_retransmission(replace(sock, when=4.0), reaper.RESUME_SOON)
+    assert not _procfs.waiting_for_retransmission(None, 2.0)
+
+
+def test_a_newcomer_of_a_key_whose_live_session_holds_the_port_is_ended_at_once(run, fake, monkeypatch):
+    """21.2: no 20 s grace for a leaked key's extra logins, and no ptrace needed to tell."""
+    run.started = BTIME
+    monkeypatch.setattr(script, "session_answers", lambda port, timeout: True)
+    monkeypatch.setattr(run.proc, "socket_inodes", fds_denied)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    run.entry(line(500, FP_KEY_A, addr="10.0.0.1", at=BTIME + 10.2))
+    fake.listen(7001)  # the tunnel's listener, seen long before the thief's login
+    run.first_seen[(10000, "7001")] = BTIME + 10.5
+    for pid in (501, 502, 503):
+        fake.add(pid, "sshd: tunnel [priv]", started=BTIME + 99.0)
+        run.entry(line(pid, FP_KEY_A, addr="203.0.113.9", at=BTIME + 99.5))
+    assert run.killed == [501, 502, 503]
+    assert sum("holds none" in text for _prio, text in run.logged) == 3
+    # The thieves never count as sessions "from the live session's address" for the next decision.
+    assert not any("logged in again from 203.0.113.9" in text for _prio, text in run.logged)
+
+
+def test_holds_none_of_needs_every_port_held_since_before_the_login():
+    assert reaper.holds_none_of(100.0, [10000, 10001], {10000: 50.0, 10001: 60.0})
+    assert not reaper.holds_none_of(100.0, [10000, 10001], {10000: 50.0})          # one port is free
+    assert not reaper.holds_none_of(100.0, [10000], {10000: 100.5})                # its own listener, perhaps
+    assert not reaper.holds_none_of(None, [10000], {10000: 50.0})
+    assert not reaper.holds_none_of(100.0, [], {})
+
+
+def test_the_cap_ends_a_portless_newcomer_without_reading_fds(run, fake, monkeypatch):
+    monkeypatch.setattr(run.proc, "socket_inodes", fds_denied)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 10.0)
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 90.0)
+    run.book.record(replace(accepted(500, addr="10.0.0.1", fp=FP_KEY_A), start_ticks=1000, logged_at=BTIME + 10.2,
+                            spoke="lab-pc-1"))
+    run.book.record(replace(accepted(501, addr="10.0.0.9", fp=FP_KEY_A), start_ticks=9000, logged_at=BTIME + 90.2,
+                            spoke="lab-pc-1"))
+    fake.listen(7001)
+    run.first_seen[(10000, "7001")] = BTIME + 10.5
+    run.cap()
+    assert run.killed == [501] and "held by an older session" in run.logged[-1][1]
+
+
+def test_a_squatter_is_named_and_its_process_ended(run, fake, monkeypatch):
+    monkeypatch.setattr(script._procfs, "account", lambda uid: {1000: "mallory", 0: "root"}.get(uid, f"uid {uid}"))
+    run.tunnel_uid = 997
+    fake.add(700, "python3 squat.py", uid=1000, sockets=[8001])
+    fake.add(701, "python3 other.py", uid=1000, sockets=[8009])
+    lines = [tcp_line(("0100007F", 10000), ("00000000", 0), state="0A", uid=1000, inode=8001)]
+    write_tcp(fake, *lines)
+    spokes = {"lab-pc-1": {"ports": {"ssh": 10000}}}
+    run.guard_round(run.sockets(), spokes)
+    run.guard_round(run.sockets(), spokes)
+    named = [text for _prio, text in run.logged if "squatted" in text]
+    assert len(named) == 1 and "account mallory (uid 1000) listens on it" in named[0] and "lab-pc-1/ssh" in named[0]
+    assert run.killed == [700, 700], "only the holder's process, each round it is seen"
+
+
+def test_root_holding_a_port_is_named_never_signalled(run, fake, monkeypatch):
+    run.tunnel_uid = 997
+    fake.add(700, "python3 holder.py", uid=0, sockets=[8001])
+    write_tcp(fake, tcp_line(("0100007F", 10000), ("00000000", 0), state="0A", uid=0, inode=8001))
+    run.guard_round(run.sockets(), {"lab-pc-1": {"ports": {"ssh": 10000}}})
+    assert run.killed == [] and any("(uid 0) listens on it" in text for _prio, text in run.logged)
+
+
+def test_the_filters_refusals_are_reported_with_the_account_once_a_minute(run, monkeypatch):
+    monkeypatch.setattr(script._procfs, "account", lambda uid: "mallory")
+
+    class Guard:
+        counts = {(1000, 10000): 168, (0, 10500): 1}
+
+        def refused(self):
+            return dict(self.counts)
+    run.guard, run.self_test_key = Guard(), (0, 10500)
+    spokes = {"lab-pc-1": {"ports": {"ssh": 10000}}}
+    run.guard_round([], spokes)
+    Guard.counts[(1000, 10000)] = 500
+    run.guard_round([], spokes)
+    reported = [text for _prio, text in run.logged if text.startswith("refused")]
+    assert reported == ["refused binds by account mallory (uid 1000): port 10000 (spoke lab-pc-1/ssh) x168; only "
+                        "tunnel may bind the spokes' ports"], "the self-test is not reported; repeats wait 60 s"
+
+
+def test_ports_option():
+    assert reaper.parse_ports("10000-10999") == (10000, 10999) and reaper.parse_ports("") is None
+    for bad in ("10999-10000", "0-10", "10000", "a-b"):
+        with pytest.raises(ValueError):
+            reaper.parse_ports(bad)
+
+
+def test_a_gone_squatters_time_wait_is_ended(run, fake, monkeypatch):
+    ended = []
+    monkeypatch.setattr(script._procfs, "destroy_time_wait", lambda port: ended.append(port) or 2)
+    run.tunnel_uid = 997
+    # TIME_WAIT on the spoke's port, nothing listening: the tunnel cannot bind it. Another port is listened on.
+    write_tcp(fake, tcp_line(("0100007F", 10000), ("0100007F", 40000), state="06", uid=0, inode=0),
+              tcp_line(("0100007F", 10001), ("0100007F", 40001), state="06", uid=0, inode=0),
+              tcp_line(("0100007F", 10001), ("00000000", 0), state="0A", uid=997, inode=8002))
+    spokes = {"lab-pc-1": {"ports": {"ssh": 10000}}, "lab-pc-2": {"ports": {"ssh": 10001}}}
+    run.guard_round(run.sockets(), spokes)
+    assert ended == [], "a tunnel's own TIME_WAIT sockets block nothing: left alone"
+    run.squatted_ports = {10000: time.monotonic(), 10001: time.monotonic()}  # a squatter held both lately
+    run.guard_round(run.sockets(), spokes)
+    assert ended == [10000] and "ended 2 TIME_WAIT socket(s) on port 10000 (spoke lab-pc-1/ssh)" in run.logged[-1][1]

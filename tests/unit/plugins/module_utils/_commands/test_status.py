@@ -305,3 +305,43 @@ def test_a_cursor_journalctl_refuses_restarts_counting_at_the_newest_line(tmp_pa
     assert metrics.main(args) == 0
     assert json.loads(state.read_text())["reaper"]["replaced"] == {"unknown": 5}
     assert 'revtunnel_tunnel_sessions_replaced_total{hub=' in capsys.readouterr().out
+
+
+def test_a_port_another_account_listens_on_is_squatted_whatever_it_answers(servers, tmp_path, capsys, monkeypatch):
+    """21.4: the impostor's SSH banner does not make the tunnel up; the table, the JSON and the metrics name it."""
+    up = servers("banner")
+    me = os.getuid()
+    rows = _probe.check_all(spokes({"a": {"ssh": up.port}}), timeout=1, owner_uid=me + 1)
+    assert rows[0]["up"] is False and rows[0]["squatted_by"] == _probe._procfs.account(me)
+    assert f"account {_probe._procfs.account(me)} (uid {me}) listens on the port" in rows[0]["detail"]
+    assert "it answers: SSH-2.0-OpenSSH_9.2p1" in rows[0]["detail"]
+    assert "SQUATTED" in status.format_table(rows)
+    # The tunnel account's own listener is a tunnel as always.
+    assert _probe.check_all(spokes({"a": {"ssh": up.port}}), timeout=1, owner_uid=me)[0]["up"] is True
+
+    registry = tmp_path / "ports.json"
+    registry.write_text(json.dumps({"version": 2, "spokes": {"a": {"ports": {"ssh": up.port}, "keys": []}}}))
+    monkeypatch.setattr(status._procfs, "account_uid", lambda name: me + 1)
+    assert status.main(["--registry", str(registry), "--json", "--user", "tunnel"]) == 1
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["state"] == "squatted" and row["squatted_by"] == _probe._procfs.account(me)
+    text = metrics.render_prometheus("hub", rows, metrics.empty_state(), ["a"])
+    assert f'revtunnel_tunnel_squatted{{hub="hub",spoke="a",forward="ssh",account="{_probe._procfs.account(me)}"}} 1' \
+        in text and 'revtunnel_tunnel_up{hub="hub",spoke="a",forward="ssh"} 0' in text
+
+
+def test_a_port_bound_and_connected_out_by_another_account_is_squatted(tmp_path):
+    """The squatter with no listener: bind the spoke's port, connect out (nothing shows in ss -l)."""
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen()
+    squat = socket.socket()
+    squat.bind(("127.0.0.1", 0))
+    port = squat.getsockname()[1]
+    squat.connect(target.getsockname())
+    try:
+        rows = _probe.check_all(spokes({"a": {"ssh": port}}), timeout=0.5, owner_uid=os.getuid() + 1)
+        assert rows[0]["up"] is False and "holds a socket bound to the port" in rows[0]["detail"]
+    finally:
+        squat.close()
+        target.close()

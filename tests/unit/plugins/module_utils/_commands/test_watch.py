@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 import threading
 
@@ -136,3 +137,54 @@ def test_session_socket_finds_the_first_established_connection_of_a_process():
         client.close()
         accepted.close()
         server.close()
+
+
+def test_a_long_stall_that_ends_knocks_once_in_case_the_hubs_end_still_waits():
+    """The hub acknowledged this host's data again; whether its own waits for TCP's re-send only the hub knows."""
+    w = watch.Watch(silent_after=4, resume_wait=120, knock_after=10, knock_every=30)
+    samples = [(0, 0)] + [(t, 52 * t) for t in range(1, 40)] + [(40, 0), (41, 0), (42, 0)]
+    acted = run(w, samples, answers=False)
+    assert [(now, action) for now, action, _m in acted] == [(40, "knock")]
+    assert "moved again after 40 s" in acted[0][2]
+    # A short stall (a keep-alive's wait) knocks nothing.
+    w = watch.Watch(silent_after=4, knock_after=10)
+    assert run(w, [(0, 0), (1, 52), (2, 52), (3, 0), (4, 0)]) == []
+
+
+def test_a_stall_held_back_by_this_host_knocks_once_the_hub_answers():
+    """The link went down at the spoke (its kernel probes a zero window): the hub may hold its data as long."""
+    w = watch.Watch(silent_after=4, resume_wait=30, knock_after=10)
+    acted = []
+    for t in range(0, 16):
+        action, message = w.step(t, sample(52 * (t + 1), timer=4, when=40.0, probes=3), lambda: True,
+                                 lambda ip: True)
+        acted.append((t, action, message))
+    assert [(t, a) for t, a, _m in acted if a] == [(4, "log"), (10, "knock")], acted
+    assert "knocking (and waiting up to" in acted[10][2]
+
+
+def test_a_knock_runs_the_tunnels_own_command_with_its_own_log():
+    argv = ["/usr/bin/ssh", "-F", "/etc/revtunnel/hub.ssh_config", "-E", "/run/x/ssh.log", "-f", "-NT", "revtunnel-hub"]
+    assert watch.knock_command(argv, "/run/x/knock.log") == argv[:4] + ["/run/x/knock.log"] + argv[5:]
+    assert watch.knock_command(["/usr/bin/ssh", "-NT", "hub"], "/k") is None, "only a command that forks once forwarded"
+
+
+def test_find_process_finds_another_process_running_the_same_command(tmp_path):
+    import subprocess
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", str(tmp_path)]
+    child = subprocess.Popen(argv)
+    try:
+        assert watch.find_process(argv, {os.getpid()}) == child.pid
+        assert watch.find_process(argv, {child.pid}) is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_sock_diag_dump_gives_each_sockets_family_and_id():
+    sockid = struct.pack(">HH", 10000, 40000) + bytes(44)
+    msg = struct.pack("=BBBB48sIIIII", 2, 6, 3, 0, sockid, 0, 0, 0, 0, 0)
+    packet = struct.pack("=IHHII", 16 + len(msg), 20, 2, 1, 0) + msg
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
+    assert _procfs._diag_ids(packet) == ([(2, sockid)], False)
+    assert _procfs._diag_ids(packet + done) == ([(2, sockid)], True)
