@@ -53,12 +53,12 @@ def test_other_accounts_keep_the_global_sshd_settings(host):
 
 def test_dropin_and_keys_are_root_owned(host):
     # The keys are read by sshd as the account they are for, and by no other account of the hub.
-    for path, group, mode in [("/etc/ssh/sshd_config.d/10-revtunnel.conf", "root", 0o644),
-                              ("/etc/ssh/revtunnel", "root", 0o755),
-                              ("/etc/ssh/revtunnel/authorized_keys", "tunnel", 0o640),
-                              ("/etc/ssh/revtunnel/jump_authorized_keys", "revtunnel-jump", 0o640)]:
+    for path, owner_group, mode in [("/etc/ssh/sshd_config.d/10-revtunnel.conf", "root", 0o644),
+                                    ("/etc/ssh/revtunnel", "root", 0o755),
+                                    ("/etc/ssh/revtunnel/authorized_keys", "tunnel", 0o640),
+                                    ("/etc/ssh/revtunnel/jump_authorized_keys", "revtunnel-jump", 0o640)]:
         f = host.file(path)
-        assert (f.user, f.group, f.mode) == ("root", group, mode), path
+        assert (f.user, f.group, f.mode) == ("root", owner_group, mode), path
 
 
 def test_authorized_keys_hold_one_restricted_line_per_spoke(host, registry):
