@@ -2,32 +2,46 @@
 # Copyright: (c) 2025, hubspoke.revtunnel contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reconnect storm: a hub restart with 200 spokes, and the seconds until every tunnel is usable again.
+"""Reconnect storm: a hub restart with many spokes behind one address, and the seconds until every tunnel is usable.
 
 One Debian 12 hub and one spoke container, both provisioned by site.yml. The spoke container then runs
 --spokes more tunnel clients, each with its own key, its own copy of the role's ssh config and its own hub
-port, all authorized on the hub the way the hub role writes a spoke's line. They run under a small
-supervisor (SWARM below) that retries the way the role's unit does (RestartSec, and the random wait after
-a failed attempt only, both read from the rendered unit), not under 200 systemd units: in one container on
-a small machine, systemd's per-exec sandbox setup for 200 units (3 mount namespaces per attempt) takes the
-whole CPU and measures the container, not the hub (see docs/resilience.md). The hub container is restarted
---restarts times per variant; the bench prints the seconds from the restart until all tunnels answer with
-the spoke's banner, how many connections sshd dropped past MaxStartups, and the hub's memory per tunnel
-(container memory with and without the tunnels, divided by their number).
+port. They are spokes of the hub like any other: their keys and ports go into the controller's copy of the
+hub's records, written with the collection's own code, and `site.yml --limit <hub>` restores them into the
+registry and the tunnel account's authorized_keys (so the reaper and the metrics timer know them too). All
+of them reach the hub from the spoke container's one address, as a lab behind one NAT does.
 
-Variants: ours (the role's defaults), maxstartups-default (sshd's 10:30:100), no-jitter (retry every
-RestartSec with no random wait).
+They run under a small supervisor (SWARM below) that retries the way the role's unit does (RestartSec, and
+the random wait after a failed attempt only, both read from the rendered unit), not under 1,000 systemd
+units: in one container on a small machine, systemd's per-exec sandbox setup (3 mount namespaces per
+attempt) takes the whole CPU and measures the container, not the hub (see docs/resilience.md).
 
-Run after `make lab`:  python bench/storm.py [--spokes 200] [--restarts 3] [--variants ours,no-jitter]
+The hub container is restarted --restarts times per variant; the bench prints the seconds from the restart
+until all tunnels answer with the spoke's banner (polled from the host inside the hub's network namespace,
+so the polling costs the hub nothing), how many connections sshd dropped past MaxStartups, the client
+attempts, and the CPU seconds of the hub (its container's cgroup; of them sshd's, the reaper's, journald's)
+apart from the clients' (the spoke container's cgroup): both share this machine's cores, so only the hub's
+figure says what a real hub would do. Once, with every tunnel up, it also prints what a tunnel costs the hub
+at rest: memory and file descriptors of the sshd processes per tunnel, the hub's CPU per minute, the
+reaper's CPU per round of its session cap and per journal line, and the metrics timer's CPU per round.
+
+Variants: `ours` (the roles' defaults) and any mix of `maxstartups=START:RATE:FULL`, `persource=N|none`,
+`jitter=SECONDS` joined by `+` (e.g. `persource=100+jitter=5`); `maxstartups-default` (sshd's 10:30:100)
+and `no-jitter` are shorthands.
+
+Run after `make lab`:  python bench/storm.py [--spokes 1000] [--restarts 3] [--variants ours,persource=none]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,13 +52,17 @@ from _lab import ROOT, faults  # noqa: E402
 NETWORK = "rt-bench-storm"
 HUB, SPOKE = "rt-bench-shub", "rt-bench-sspoke"
 FIRST_PORT = 10100
-VARIANTS = ("ours", "maxstartups-default", "no-jitter")
+DEFAULT_VARIANTS = ("ours", "maxstartups-default", "no-jitter")
+SHORTHANDS = {"maxstartups-default": "maxstartups=10:30:100", "no-jitter": "jitter=0"}
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
+QUIET_SECONDS = 60
 
-# Runs on the hub: poll every port until each answers with a banner; print a JSON summary.
+# Runs in the hub's network namespace (nsenter from the host): poll every port until each answers with a
+# banner; print a JSON summary. The ports come on stdin.
 ALL_UP = r"""
 import json, socket, sys, time
-since, limit, ports = float(sys.argv[1]), float(sys.argv[2]), [int(p) for p in sys.argv[3].split(",")]
+since, limit = float(sys.argv[1]), float(sys.argv[2])
+ports = [int(p) for p in sys.stdin.read().split()]
 waiting, up_at = set(ports), {}
 while waiting and time.time() - since < limit:
     for port in sorted(waiting):
@@ -59,21 +77,26 @@ while waiting and time.time() - since < limit:
     time.sleep(0.05)
 times = sorted(up_at.values())
 print(json.dumps({"up": len(times), "all": len(ports), "last": times[-1] if times else None,
+                  "first": times[0] if times else None,
                   "half": times[len(times) // 2] if times else None}))
 """
 
 
-# Runs on the spoke: keep one ssh client per config file up, retrying like the role's unit.
+# Runs on the spoke: keep one ssh client per config file up, retrying like the role's unit; the number of
+# attempts so far is kept in /root/swarm.attempts.
 SWARM = r"""
 import asyncio, glob, os, random, sys, time
 restart, jitter = float(sys.argv[1]), float(sys.argv[2])
+attempts = 0
 
 async def tunnel(config):
+    global attempts
     failed = False
     while True:
         if failed and jitter:
             await asyncio.sleep(random.uniform(0, jitter))
         started = time.monotonic()
+        attempts += 1
         proc = await asyncio.create_subprocess_exec(
             "setpriv", "--reuid=revtunnel", "--regid=revtunnel", "--init-groups",
             "ssh", "-F", config, "-E", "/dev/null", "-NT", "revtunnel-hub")
@@ -82,11 +105,42 @@ async def tunnel(config):
         failed = time.monotonic() - started < 3
         await asyncio.sleep(restart)
 
+async def count():
+    while True:
+        with open("/root/swarm.attempts.tmp", "w") as out:
+            out.write(str(attempts))
+        os.rename("/root/swarm.attempts.tmp", "/root/swarm.attempts")
+        await asyncio.sleep(0.5)
+
 async def main():
-    await asyncio.gather(*(tunnel(c) for c in sorted(glob.glob("/etc/revtunnel/s*.ssh_config"))))
+    await asyncio.gather(count(), *(tunnel(c) for c in sorted(glob.glob("/etc/revtunnel/s*.ssh_config"))))
 
 asyncio.run(main())
 """
+
+# Runs on the hub: the metrics timer's own command, with a scratch state and output, and the CPU seconds it took.
+METRICS_ROUND = r"""
+import json, resource, shlex, subprocess, sys
+argv = shlex.split(sys.argv[1])
+for flag, value in (("--state", "/tmp/bench-metrics-state.json"), ("--output", "/tmp/bench-metrics.prom")):
+    argv[argv.index(flag) + 1] = value
+subprocess.run([a for a in argv if a != "--if-dir-exists"], check=True, stdout=subprocess.DEVNULL)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu": usage.ru_utime + usage.ru_stime}))
+"""
+
+
+def load():
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def exec_input(container, command, data, timeout=600):
+    """Run COMMAND in CONTAINER with DATA on its stdin: no command line limit on what DATA holds."""
+    proc = subprocess.run(["docker", "exec", "-i", container, "sh", "-c", command], input=data, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} in {container} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc.stdout.strip()
 
 
 def destroy():
@@ -94,32 +148,51 @@ def destroy():
     faults.docker("network", "rm", NETWORK, check=False)
 
 
-def provision():
-    inventory = ("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
-                 f"    hub:\n      hosts:\n        {HUB}:\n    spokes:\n      hosts:\n        {SPOKE}:\n")
-    faults.run_site(ROOT, inventory)
+def inventory(records, count):
+    """The lab: the hub, its one real spoke and COUNT simulated spokes that the hub's run alone never contacts."""
+    fake = "".join(f"        s{i:04d}: {{ansible_host: 198.18.{i // 250}.{i % 250 + 1}}}\n" for i in range(count))
+    return ("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+            f"    hub:\n      hosts:\n        {HUB}:\n"
+            f"          revtunnel_hub_records_dir: {records}\n"
+            f"          revtunnel_port_range_start: 10000\n"
+            f"          revtunnel_port_range_end: {FIRST_PORT + count + 99}\n"
+            f"    spokes:\n      hosts:\n        {SPOKE}:\n{fake}")
 
 
-def add_spokes(count):
-    """COUNT more tunnels in the spoke container, each with its own key, config and port, using the role's unit."""
-    names = [f"s{i:03d}" for i in range(count)]
+def add_spokes(count, records):
+    """COUNT more tunnels in the spoke container, each with its own key, config and port, restored into the hub.
+
+    Returns the ports and the seconds `site.yml --limit <hub>` took to restore them from the controller's copy.
+    """
+    names = [f"s{i:04d}" for i in range(count)]
     ports = [FIRST_PORT + i for i in range(count)]
-    faults.sh(SPOKE, f"""set -e
+    exec_input(SPOKE, "sh -s", f"""set -e
 mkdir -p /var/lib/revtunnel/keys
 for i in $(seq 0 {count - 1}); do
-  n=$(printf 's%03d' $i); p=$(({FIRST_PORT} + i))
+  n=$(printf 's%04d' $i); p=$(({FIRST_PORT} + i))
   [ -e /var/lib/revtunnel/keys/$n ] || ssh-keygen -q -t ed25519 -N '' -C "revtunnel $n" -f /var/lib/revtunnel/keys/$n
-  sed -e "s|IdentityFile .*|IdentityFile /var/lib/revtunnel/keys/$n|" \
+  sed -e "s|IdentityFile .*|IdentityFile /var/lib/revtunnel/keys/$n|" \\
       -e "/RemoteForward/d" /etc/revtunnel/{HUB}.ssh_config >/etc/revtunnel/$n.ssh_config
   echo "    RemoteForward localhost:$p localhost:22" >>/etc/revtunnel/$n.ssh_config
 done
 chown -R revtunnel:revtunnel /var/lib/revtunnel/keys
-""", timeout=600)
+# The container's one sshd stands in for the sshd of every simulated spoke: the hub's probes (metrics, the
+# reaper, the bench) reach it COUNT times as often as a real spoke's, so its own limit must not drop them.
+printf 'MaxStartups {max(count, 10) * 2}\nPerSourceMaxStartups none\n' >/etc/ssh/sshd_config.d/90-bench.conf
+sshd -t && systemctl reload ssh
+""", timeout=1200)
     keys = faults.sh(SPOKE, "cat /var/lib/revtunnel/keys/s*.pub").splitlines()
-    lines = [f'restrict,port-forwarding,permitlisten="localhost:{p}",permitopen="127.0.0.1:1" '
-             f'{" ".join(k.split()[:2])} {n}' for n, p, k in zip(names, ports, keys)]
-    faults.sh(HUB, "cat >>/etc/ssh/revtunnel/authorized_keys <<'KEYS'\n" + "\n".join(lines) + "\nKEYS")
-    return ports
+    _lab.write_hub_records(records, HUB, {
+        n: {"ports": {"ssh": p}, "keys": [" ".join(k.split()[:2])], "key_from": []}
+        for n, p, k in zip(names, ports, keys)}, None)
+    started = time.monotonic()
+    faults.run_site(ROOT, inventory(records, count), "--limit", HUB, timeout=1200)
+    took = time.monotonic() - started
+    held = json.loads(faults.sh(HUB, "cat /var/lib/revtunnel/ports.json"))["spokes"]
+    missing = [n for n in names if not held.get(n, {}).get("keys")]
+    if missing:
+        sys.exit(f"the hub's run did not restore {len(missing)} simulated spokes, e.g. {missing[:3]}")
+    return ports, took
 
 
 def start_swarm(jitter):
@@ -132,75 +205,230 @@ def start_swarm(jitter):
     restart_s = float(restart[:-2]) / 1000 if restart.endswith("ms") else float(restart.rstrip("s"))
     if jitter is None:
         jitter = int(re.search(r"shuf -i 0-(\d+)", unit).group(1)) / 1000
-    faults.sh(SPOKE, "cat >/root/swarm.py <<'PY'\n" + SWARM + "PY")
+    exec_input(SPOKE, "cat >/root/swarm.py", SWARM)
     faults.sh(SPOKE, f"setsid python3 /root/swarm.py {restart_s} {jitter} </dev/null >/root/swarm.log 2>&1 & "
                      "echo $! >/root/swarm.pid")
     return restart_s, jitter
 
 
-def set_variant(variant):
-    """Put the hub and the spoke in VARIANT's settings (from the role's defaults)."""
-    max_startups = "10:30:100" if variant == "maxstartups-default" else None
-    current = faults.sh(HUB, f"grep -i '^MaxStartups' {DROPIN}")
-    if max_startups:
-        faults.sh(HUB, f"sed -i 's/^MaxStartups .*/MaxStartups {max_startups}/' {DROPIN} && systemctl reload ssh")
-    if variant == "no-jitter":
-        start_swarm(0.0)
+def attempts():
+    return int(faults.sh(SPOKE, "cat /root/swarm.attempts 2>/dev/null || echo 0") or 0)
+
+
+def parse_variant(text):
+    """{"maxstartups", "persource", "jitter"} of a variant's name (only what differs from the defaults)."""
+    settings = {}
+    for part in SHORTHANDS.get(text, text).split("+"):
+        if part == "ours":
+            continue
+        key, _sep, value = part.partition("=")
+        if key == "maxstartups" and re.fullmatch(r"\d+(:\d+:\d+)?", value):
+            settings[key] = value
+        elif key == "persource" and re.fullmatch(r"\d+|none", value):
+            settings[key] = value
+        elif key == "jitter" and re.fullmatch(r"\d+(\.\d+)?", value):
+            settings[key] = float(value)
+        else:
+            raise argparse.ArgumentTypeError(f"variant {text!r}: {part!r} is not maxstartups=S:R:F, persource=N|none "
+                                             "or jitter=SECONDS")
+    return settings
+
+
+def set_variant(settings):
+    """Put the hub and the spokes in a variant's settings; returns the hub's lines and a function that restores them."""
+    current = {key: faults.sh(HUB, f"grep -i '^{key} ' {DROPIN}") for key in ("MaxStartups", "PerSourceMaxStartups")}
+    edits = {"MaxStartups": settings.get("maxstartups"), "PerSourceMaxStartups": settings.get("persource")}
+    script = " && ".join(f"sed -i 's/^{key} .*/{key} {value}/' {DROPIN}" for key, value in edits.items() if value)
+    if script:
+        faults.sh(HUB, f"{script} && sshd -t && systemctl reload ssh")
+    if "jitter" in settings:
+        start_swarm(settings["jitter"])
+    lines = {key: faults.sh(HUB, f"grep -i '^{key} ' {DROPIN}").split(None, 1)[1] for key in current}
 
     def restore():
-        faults.sh(HUB, f"sed -i 's/^MaxStartups .*/{current}/' {DROPIN} && systemctl reload ssh")
-        if variant == "no-jitter":
+        faults.sh(HUB, " && ".join(f"sed -i 's/^{key} .*/{line}/' {DROPIN}" for key, line in current.items())
+                  + " && systemctl reload ssh")
+        if "jitter" in settings:
             start_swarm(None)
-    return restore
+    return lines, restore
+
+
+def hub_processes():
+    """{kind: [pid, ...]} of the hub's processes that the figures split out, read from the host's /proc."""
+    kinds = {"sshd": [], "reaper": [], "journald": [], "sessions": [], "listener": []}
+    for pid in _lab.container_pids(HUB):
+        command = _lab.proc_command(pid)
+        if command.startswith(("sshd:", "/usr/sbin/sshd")):
+            kinds["sshd"].append(pid)
+            kinds["listener" if "[listener]" in command or command.startswith("/usr/sbin/sshd") else "sessions"] \
+                .append(pid)
+        elif " reaper " in command or (command.startswith("journalctl") and "--follow" in command):
+            kinds["reaper"].append(pid)
+        elif command.startswith("/lib/systemd/systemd-journald"):
+            kinds["journald"].append(pid)
+    return kinds
+
+
+def hub_cpu():
+    """The hub's CPU seconds so far: the whole container, and sshd's, the reaper's and journald's share."""
+    kinds = hub_processes()
+    found = {kind: sum(_lab.proc_cpu_seconds(p) for p in kinds[kind]) for kind in ("sshd", "reaper", "journald")}
+    found["hub"] = _lab.cpu_seconds(HUB)
+    return found
+
+
+def hub_journal_lines():
+    """sshd's journal lines of this boot (those the reaper reads), and of them the tunnel logins."""
+    out = faults.sh(HUB, "journalctl -b -o cat _UID=0 _COMM=sshd | wc -l; "
+                         "journalctl -b -o cat _UID=0 _COMM=sshd | grep -c '^Accepted publickey for tunnel ' || true")
+    total, accepted = (int(v) for v in out.split())
+    return total, accepted
 
 
 def storm(ports, limit):
-    """Restart the hub; the seconds until every port answers, and sshd's MaxStartups drops."""
+    """Restart the hub; the seconds until every port answers, sshd's drops, and who spent the CPU."""
+    tried = attempts()
     faults.docker("restart", HUB, timeout=120)
     since = time.time()
-    out = faults.docker("exec", HUB, "python3", "-c", ALL_UP, str(since), str(limit), ",".join(map(str, ports)),
-                        timeout=limit + 120)
+    hub_before, spoke_before = _lab.cpu_seconds(HUB), _lab.cpu_seconds(SPOKE)
+    pid = faults.docker("inspect", "-f", "{{.State.Pid}}", HUB)
+    out = subprocess.run(["nsenter", "-t", pid, "-n", sys.executable, "-c", ALL_UP, str(since), str(limit)],
+                         input="\n".join(map(str, ports)), capture_output=True, text=True, timeout=limit + 120,
+                         check=True).stdout
     result = json.loads(out)
+    spent = hub_cpu()
+    result["hub_cpu"] = spent["hub"] - hub_before
+    result["hub_cpu_boot"] = hub_before
+    result["sshd_cpu"], result["reaper_cpu"], result["journald_cpu"] = \
+        spent["sshd"], spent["reaper"], spent["journald"]
+    result["clients_cpu"] = _lab.cpu_seconds(SPOKE) - spoke_before
+    result["attempts"] = attempts() - tried
     result["drops"] = int(faults.sh(HUB, "journalctl -b -u ssh -o cat | grep -c 'past MaxStartups' || true"))
+    result["journal_lines"], result["accepted"] = hub_journal_lines()
+    result["load"] = load()
     return result
+
+
+def at_rest(count):
+    """What COUNT tunnels cost the hub at rest: memory, fds, CPU per minute, the reaper's and the metrics' rounds."""
+    kinds = hub_processes()
+    sessions = kinds["sessions"]
+    figures = {"tunnels": count, "session_processes": len(sessions),
+               "pss_kib": sum(_lab.proc_pss_kib(p) for p in sessions),
+               "fds": sum(_lab.proc_fds(p) for p in sessions),
+               "listener_fds": sum(_lab.proc_fds(p) for p in kinds["listener"])}
+    # The journal is counted outside the window: journalctl on the hub costs the hub CPU.
+    lines_before = hub_journal_lines()[0]
+    before = hub_cpu()
+    time.sleep(QUIET_SECONDS)  # a quiet minute with every tunnel up: a measurement window, not a wait for state
+    after = hub_cpu()
+    lines_after = hub_journal_lines()[0]
+    figures.update({f"quiet_{kind}_cpu": after[kind] - before[kind] for kind in after})
+    figures["quiet_seconds"] = QUIET_SECONDS
+    figures["quiet_journal_lines"] = lines_after - lines_before
+    command = faults.sh(HUB, "systemctl show -p ExecStart --value revtunnel-metrics.service")
+    argv = re.search(r"argv\[\]=(.*?) ;", command).group(1)
+    rounds = [json.loads(faults.docker("exec", HUB, "python3", "-c", METRICS_ROUND, argv, timeout=300))["cpu"]
+              for _unused in range(3)]
+    figures["metrics_round_cpu"] = statistics.median(rounds)
+    return figures
+
+
+def print_report(args, rows, variants, rest, setup):
+    print(f"\nReconnect storm: {args.spokes} tunnels from one spoke container (one source address; retry "
+          f"{setup['restart_s']} s, random wait up to {setup['jitter']} s after a failed attempt), Debian 12 hub "
+          f"restarted (docker restart) {args.restarts} times per variant; load average (1/5/15 min) at the start "
+          f"{setup['load']}\n")
+    print("| variant | MaxStartups / PerSource | all usable again (s): median / max | half (s) | "
+          "sshd drops past MaxStartups | client attempts | hub CPU s (sshd / reaper / journald) | clients' CPU s "
+          "| load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in variants:
+        results = [r for v, r in rows if v == name]
+        if not results:
+            continue
+        last = [r["last"] if r["up"] == r["all"] else float("inf") for r in results]
+        half = [r["half"] for r in results if r["half"] is not None]
+
+        def med(key, res=results):
+            return statistics.median(r[key] for r in res)
+        print(f"| {name} | {results[0]['settings']} | {statistics.median(last):.1f} / {max(last):.1f} | "
+              f"{statistics.median(half) if half else float('nan'):.1f} | {med('drops'):.0f} | "
+              f"{med('attempts'):.0f} | {med('hub_cpu'):.1f} ({med('sshd_cpu'):.1f} / {med('reaper_cpu'):.1f} / "
+              f"{med('journald_cpu'):.1f}) | {med('clients_cpu'):.1f} | {results[-1]['load']} |")
+    n = rest["tunnels"]
+    print(f"\nAt rest with {n} tunnels up: sshd sessions {rest['session_processes']} processes "
+          f"({rest['session_processes'] / n:.1f} per tunnel), {rest['pss_kib'] / n:.0f} KiB PSS and "
+          f"{rest['fds'] / n:.1f} file descriptors per tunnel (the listener holds {rest['listener_fds']}); "
+          f"hub container memory {setup['per_tunnel_kib']:.0f} KiB per tunnel (anonymous memory with the "
+          f"tunnels minus without)")
+    minute = 60 / rest["quiet_seconds"]
+    print(f"Hub CPU at rest: {rest['quiet_hub_cpu'] * minute:.2f} s per minute in all (sshd "
+          f"{rest['quiet_sshd_cpu'] * minute:.2f}, reaper {rest['quiet_reaper_cpu'] * minute:.2f}, journald "
+          f"{rest['quiet_journald_cpu'] * minute:.2f}); the reaper's session cap (every 5 s): "
+          f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) * 1000:.1f} ms per round, "
+          f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) / n * 1e6:.0f} us per tunnel")
+    print(f"Metrics timer: {rest['metrics_round_cpu'] * 1000:.0f} ms CPU per round "
+          f"({rest['metrics_round_cpu'] / n * 1e6:.0f} us per spoke)")
+    per_line = [r["reaper_cpu"] / r["journal_lines"] for _v, r in rows if r["journal_lines"]]
+    per_login = [r["reaper_cpu"] / r["accepted"] for _v, r in rows if r["accepted"]]
+    if per_line:
+        print(f"Reaper during the storms: {statistics.median(per_line) * 1000:.2f} ms CPU per sshd journal line, "
+              f"{statistics.median(per_login) * 1000:.2f} ms per tunnel login (its CPU from the hub's boot until "
+              "every tunnel was up, over the lines of that boot)")
+    print(f"Restoring the {n - 1} simulated spokes from the controller's copy: site.yml --limit <hub> "
+          f"{setup['restore_s']:.1f} s")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spokes", type=int, default=200, help="simulated spokes (default 200)")
     parser.add_argument("--restarts", type=int, default=3, help="hub restarts per variant (default 3)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated variants (default {','.join(DEFAULT_VARIANTS)}; see the docstring)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all tunnels")
     parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
-    if set(variants) - set(VARIANTS):
-        parser.error(f"unknown variants: {set(variants) - set(VARIANTS)}")
+    try:
+        settings = {v: parse_variant(v) for v in variants}
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     _lab.require_image()
 
-    rows = []
+    rows, setup = [], {"load": load()}
     try:
-        destroy()
-        faults.docker("network", "create", NETWORK)
-        _lab.run_container(HUB, NETWORK)
-        _lab.run_container(SPOKE, NETWORK)
-        faults.wait_booted(HUB)
-        faults.wait_booted(SPOKE)
-        provision()
-        before = _lab.memory_mib(HUB, "anon")
-        ports = add_spokes(args.spokes)
-        restart_s, jitter = start_swarm(None)
-        warm = json.loads(faults.docker("exec", HUB, "python3", "-c", ALL_UP, str(time.time()), "300",
-                                        ",".join(map(str, ports)), timeout=420))
+        with tempfile.TemporaryDirectory(prefix="rt-bench-storm-") as records:
+            destroy()
+            faults.docker("network", "create", NETWORK)
+            _lab.run_container(HUB, NETWORK)
+            _lab.run_container(SPOKE, NETWORK)
+            faults.wait_booted(HUB)
+            faults.wait_booted(SPOKE)
+            faults.run_site(ROOT, inventory(records, 0))
+            before = _lab.memory_mib(HUB, "anon")
+            ports, setup["restore_s"] = add_spokes(args.spokes, records)
+        setup["restart_s"], setup["jitter"] = start_swarm(None)
+        warm = json.loads(subprocess.run(
+            ["nsenter", "-t", faults.docker("inspect", "-f", "{{.State.Pid}}", HUB), "-n", sys.executable, "-c",
+             ALL_UP, str(time.time()), "600"], input="\n".join(map(str, ports)), capture_output=True, text=True,
+            timeout=720, check=True).stdout)
         if warm["up"] != len(ports):
             sys.exit(f"only {warm['up']} of {len(ports)} tunnels came up at the start")
+        print(f"all {len(ports)} tunnels up at the start after {warm['last']:.1f} s (load {load()})",
+              file=sys.stderr, flush=True)
         time.sleep(3)  # let the hub settle before reading its memory (a reading, not an assertion)
-        per_tunnel = (_lab.memory_mib(HUB, "anon") - before) / len(ports)
+        setup["per_tunnel_kib"] = (_lab.memory_mib(HUB, "anon") - before) / len(ports) * 1024
+        rest = at_rest(len(ports) + 1)
+        print(f"at rest: {rest}", file=sys.stderr, flush=True)
         for variant in variants:
-            restore = set_variant(variant)
+            lines, restore = set_variant(settings[variant])
+            described = f"{lines['MaxStartups']} / {lines['PerSourceMaxStartups']}" + (
+                f", jitter {settings[variant]['jitter']:g} s" if "jitter" in settings[variant] else "")
             try:
                 for n in range(args.restarts):
                     result = storm(ports, args.timeout)
+                    result["settings"] = described
                     rows.append((variant, result))
                     print(f"{variant:20s} restart {n + 1}: {result}", file=sys.stderr, flush=True)
             finally:
@@ -208,21 +436,7 @@ def main():
     finally:
         if not args.keep:
             destroy()
-
-    print(f"\nReconnect storm: {args.spokes} tunnels from one spoke container (retry {restart_s} s, random wait "
-          f"up to {jitter} s after a failed attempt), Debian 12 hub restarted (docker restart) {args.restarts} "
-          f"times per variant\n")
-    print("| variant | all usable again after (s): median / max | half usable (s) | sshd drops past MaxStartups |")
-    print("|---|---|---|---|")
-    for variant in variants:
-        results = [r for v, r in rows if v == variant]
-        last = [r["last"] if r["up"] == r["all"] else float("inf") for r in results]
-        half = [r["half"] for r in results if r["half"] is not None]
-        drops = [r["drops"] for r in results]
-        print(f"| {variant} | {statistics.median(last):.1f} / {max(last):.1f} | "
-              f"{statistics.median(half):.1f} | {statistics.median(drops):.0f} |")
-    print(f"\nHub memory per tunnel: {per_tunnel * 1024:.0f} KiB "
-          f"(container memory with {args.spokes} tunnels minus without, divided by {args.spokes})")
+    print_report(args, rows, variants, rest, setup)
     return 0
 
 
