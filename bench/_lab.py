@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,11 +53,12 @@ def require_inotify(containers):
                  f"run `sysctl -w fs.inotify.max_user_instances={max(1024, needed)}` on the Docker host")
 
 
-def run_container(name, network, address=None, net_admin=False, image=IMAGE):
+def run_container(name, network, address=None, net_admin=False, image=IMAGE, caps=()):
     """(Re)start NAME running systemd, with the only flags systemd accepts on this kind of host (no --privileged)."""
     faults.docker("rm", "-f", name, check=False)
     faults.docker("run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
-                  *(["--cap-add", "NET_ADMIN"] if net_admin else []), "--security-opt", "seccomp=unconfined",
+                  *(["--cap-add", "NET_ADMIN"] if net_admin else []),
+                  *(arg for cap in caps for arg in ("--cap-add", cap)), "--security-opt", "seccomp=unconfined",
                   "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
                   "--tmpfs", "/run/lock", "--network", network, *(["--ip", address] if address else []),
                   image, "/lib/systemd/systemd")
@@ -200,3 +203,71 @@ def write_hub_records(directory, hub, spokes, stored_range, host_key=None):
                                   "2026-01-01T00:00:00Z", secret.signing_key)
     files.write_records(directory, hub, data)
     return merged
+
+
+# Runs in a hub's network namespace (nsenter from the host, so the polling costs the hub nothing): poll every
+# port (on stdin) until each answers with an SSH banner through its tunnel; print a JSON summary. Each round
+# reads which ports listen (/proc/net/tcp of that namespace) and reads the banner of those only, 64 at once.
+ALL_UP = r"""
+import asyncio, json, sys, time
+since, limit = float(sys.argv[1]), float(sys.argv[2])
+ports = [int(p) for p in sys.stdin.read().split()]
+up_at = {}
+
+def listening():
+    found = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    if fields[3] == "0A":
+                        found.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return found
+
+async def banner(port):
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.5)
+    except (OSError, asyncio.TimeoutError):
+        return
+    try:
+        if (await asyncio.wait_for(reader.read(64), 1.0)).startswith(b"SSH-"):
+            up_at[port] = time.time() - since
+    except (OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        writer.close()
+
+async def main():
+    gate = asyncio.Semaphore(64)
+
+    async def one(port):
+        async with gate:
+            if time.time() - since < limit:
+                await banner(port)
+    while len(up_at) < len(ports) and time.time() - since < limit:
+        bound = listening()
+        await asyncio.gather(*(one(p) for p in ports if p not in up_at and p in bound))
+        await asyncio.sleep(0.1)
+
+asyncio.run(main())
+times = sorted(max(0.0, t) for t in up_at.values())
+print(json.dumps({"up": len(times), "all": len(ports), "last": times[-1] if times else None,
+                  "first": times[0] if times else None,
+                  "half": times[len(times) // 2] if times else None}))
+"""
+
+
+def all_up(hub, ports, since, limit):
+    """Seconds from SINCE (host time) until the hub reads the banner on each of PORTS: up, all, first, half, last.
+
+    A port that answered before SINCE counts as 0 s. Gives up after LIMIT s.
+    """
+    pid = faults.docker("inspect", "-f", "{{.State.Pid}}", hub)
+    out = subprocess.run(["nsenter", "-t", pid, "-n", sys.executable, "-c", ALL_UP, str(since), str(limit)],
+                         input="\n".join(map(str, ports)), capture_output=True, text=True, timeout=limit + 120,
+                         check=True).stdout
+    return json.loads(out)

@@ -52,46 +52,25 @@ from _lab import ROOT, faults  # noqa: E402
 NETWORK = "rt-bench-storm"
 HUB, SPOKE = "rt-bench-shub", "rt-bench-sspoke"
 FIRST_PORT = 10100
+BANNER_PORT = 2222
 DEFAULT_VARIANTS = ("ours", "maxstartups-default", "no-jitter")
 SHORTHANDS = {"maxstartups-default": "maxstartups=10:30:100", "no-jitter": "jitter=0"}
+SETTINGS = {"maxstartups": r"\d+(:\d+:\d+)?", "persource": r"\d+|none", "jitter": r"\d+(\.\d+)?"}
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
 QUIET_SECONDS = 60
-
-# Runs in the hub's network namespace (nsenter from the host): poll every port until each answers with a
-# banner; print a JSON summary. The ports come on stdin.
-ALL_UP = r"""
-import json, socket, sys, time
-since, limit = float(sys.argv[1]), float(sys.argv[2])
-ports = [int(p) for p in sys.stdin.read().split()]
-waiting, up_at = set(ports), {}
-while waiting and time.time() - since < limit:
-    for port in sorted(waiting):
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2) as s:
-                s.settimeout(0.5)
-                if s.recv(64).startswith(b"SSH-"):
-                    up_at[port] = time.time() - since
-        except OSError:
-            pass
-    waiting -= set(up_at)
-    time.sleep(0.05)
-times = sorted(up_at.values())
-print(json.dumps({"up": len(times), "all": len(ports), "last": times[-1] if times else None,
-                  "first": times[0] if times else None,
-                  "half": times[len(times) // 2] if times else None}))
-"""
-
 
 # Runs on the spoke: keep one ssh client per config file up, retrying like the role's unit; the number of
 # attempts so far is kept in /root/swarm.attempts.
 SWARM = r"""
 import asyncio, glob, os, random, sys, time
-restart, jitter = float(sys.argv[1]), float(sys.argv[2])
+restart, jitter, ramp = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 attempts = 0
 
 async def tunnel(config):
     global attempts
     failed = False
+    # The first attempts are spread over RAMP seconds: the lab comes up without a storm of its own.
+    await asyncio.sleep(random.uniform(0, ramp))
     while True:
         if failed and jitter:
             await asyncio.sleep(random.uniform(0, jitter))
@@ -114,6 +93,29 @@ async def count():
 
 async def main():
     await asyncio.gather(count(), *(tunnel(c) for c in sorted(glob.glob("/etc/revtunnel/s*.ssh_config"))))
+
+asyncio.run(main())
+"""
+
+# Runs on the spoke: what each simulated spoke's forward leads to. A real spoke's forward leads to its own sshd on
+# its own machine; one sshd here would have to fork for the banner checks of every simulated spoke at once (the
+# metrics timer, the reaper, the bench), and its connect timeouts would measure the spoke container, not the hub.
+BANNER = r"""
+import asyncio
+
+async def spoke(reader, writer):
+    writer.write(b"SSH-2.0-OpenSSH_9.2p1 bench-spoke\r\n")
+    try:
+        await writer.drain()
+        while await reader.read(4096):
+            pass
+    except OSError:
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(spoke, "127.0.0.1", BANNER_PORT, backlog=4096)
+    await server.serve_forever()
 
 asyncio.run(main())
 """
@@ -159,13 +161,17 @@ def inventory(records, count):
             f"    spokes:\n      hosts:\n        {SPOKE}:\n{fake}")
 
 
+def ports_of(count):
+    return [FIRST_PORT + i for i in range(count)]
+
+
 def add_spokes(count, records):
     """COUNT more tunnels in the spoke container, each with its own key, config and port, restored into the hub.
 
     Returns the ports and the seconds `site.yml --limit <hub>` took to restore them from the controller's copy.
     """
     names = [f"s{i:04d}" for i in range(count)]
-    ports = [FIRST_PORT + i for i in range(count)]
+    ports = ports_of(count)
     exec_input(SPOKE, "sh -s", f"""set -e
 mkdir -p /var/lib/revtunnel/keys
 for i in $(seq 0 {count - 1}); do
@@ -173,13 +179,9 @@ for i in $(seq 0 {count - 1}); do
   [ -e /var/lib/revtunnel/keys/$n ] || ssh-keygen -q -t ed25519 -N '' -C "revtunnel $n" -f /var/lib/revtunnel/keys/$n
   sed -e "s|IdentityFile .*|IdentityFile /var/lib/revtunnel/keys/$n|" \\
       -e "/RemoteForward/d" /etc/revtunnel/{HUB}.ssh_config >/etc/revtunnel/$n.ssh_config
-  echo "    RemoteForward localhost:$p localhost:22" >>/etc/revtunnel/$n.ssh_config
+  echo "    RemoteForward localhost:$p localhost:{BANNER_PORT}" >>/etc/revtunnel/$n.ssh_config
 done
 chown -R revtunnel:revtunnel /var/lib/revtunnel/keys
-# The container's one sshd stands in for the sshd of every simulated spoke: the hub's probes (metrics, the
-# reaper, the bench) reach it COUNT times as often as a real spoke's, so its own limit must not drop them.
-printf 'MaxStartups {max(count, 10) * 2}\nPerSourceMaxStartups none\n' >/etc/ssh/sshd_config.d/90-bench.conf
-sshd -t && systemctl reload ssh
 """, timeout=1200)
     keys = faults.sh(SPOKE, "cat /var/lib/revtunnel/keys/s*.pub").splitlines()
     _lab.write_hub_records(records, HUB, {
@@ -195,8 +197,8 @@ sshd -t && systemctl reload ssh
     return ports, took
 
 
-def start_swarm(jitter):
-    """(Re)start the supervisor of the simulated spokes, with the unit's RestartSec and JITTER seconds."""
+def start_swarm(jitter, count):
+    """(Re)start the supervisor of COUNT simulated spokes, with the unit's RestartSec and JITTER seconds."""
     # The supervisor runs in its own process group: end it and its clients by that group's id.
     faults.sh(SPOKE, "[ -s /root/swarm.pid ] && kill -- -$(cat /root/swarm.pid); rm -f /root/swarm.pid; true",
               check=False)
@@ -206,7 +208,11 @@ def start_swarm(jitter):
     if jitter is None:
         jitter = int(re.search(r"shuf -i 0-(\d+)", unit).group(1)) / 1000
     exec_input(SPOKE, "cat >/root/swarm.py", SWARM)
-    faults.sh(SPOKE, f"setsid python3 /root/swarm.py {restart_s} {jitter} </dev/null >/root/swarm.log 2>&1 & "
+    exec_input(SPOKE, "cat >/root/banner.py", BANNER.replace("BANNER_PORT", str(BANNER_PORT)))
+    faults.sh(SPOKE, "[ -s /root/banner.pid ] && kill -0 $(cat /root/banner.pid) 2>/dev/null || { setsid "
+                     "python3 /root/banner.py </dev/null >/root/banner.log 2>&1 & echo $! >/root/banner.pid; }")
+    faults.sh(SPOKE, f"setsid python3 /root/swarm.py {restart_s} {jitter} {count / 50} </dev/null "
+                     ">/root/swarm.log 2>&1 & "
                      "echo $! >/root/swarm.pid")
     return restart_s, jitter
 
@@ -222,19 +228,14 @@ def parse_variant(text):
         if part == "ours":
             continue
         key, _sep, value = part.partition("=")
-        if key == "maxstartups" and re.fullmatch(r"\d+(:\d+:\d+)?", value):
-            settings[key] = value
-        elif key == "persource" and re.fullmatch(r"\d+|none", value):
-            settings[key] = value
-        elif key == "jitter" and re.fullmatch(r"\d+(\.\d+)?", value):
-            settings[key] = float(value)
-        else:
+        if key not in SETTINGS or not re.fullmatch(SETTINGS[key], value):
             raise argparse.ArgumentTypeError(f"variant {text!r}: {part!r} is not maxstartups=S:R:F, persource=N|none "
                                              "or jitter=SECONDS")
+        settings[key] = float(value) if key == "jitter" else value
     return settings
 
 
-def set_variant(settings):
+def set_variant(settings, count):
     """Put the hub and the spokes in a variant's settings; returns the hub's lines and a function that restores them."""
     current = {key: faults.sh(HUB, f"grep -i '^{key} ' {DROPIN}") for key in ("MaxStartups", "PerSourceMaxStartups")}
     edits = {"MaxStartups": settings.get("maxstartups"), "PerSourceMaxStartups": settings.get("persource")}
@@ -242,14 +243,17 @@ def set_variant(settings):
     if script:
         faults.sh(HUB, f"{script} && sshd -t && systemctl reload ssh")
     if "jitter" in settings:
-        start_swarm(settings["jitter"])
+        start_swarm(settings["jitter"], count)
+        up = _lab.all_up(HUB, ports_of(count), time.time(), 900)
+        if up["up"] != up["all"]:
+            sys.exit(f"only {up['up']} of {up['all']} tunnels came back after the swarm's restart")
     lines = {key: faults.sh(HUB, f"grep -i '^{key} ' {DROPIN}").split(None, 1)[1] for key in current}
 
     def restore():
         faults.sh(HUB, " && ".join(f"sed -i 's/^{key} .*/{line}/' {DROPIN}" for key, line in current.items())
                   + " && systemctl reload ssh")
         if "jitter" in settings:
-            start_swarm(None)
+            start_swarm(None, count)
     return lines, restore
 
 
@@ -285,17 +289,25 @@ def hub_journal_lines():
     return total, accepted
 
 
+def dropped(since):
+    """Connections sshd dropped past MaxStartups or PerSourceMaxStartups since SINCE (host time).
+
+    OpenSSH 9.2 logs the first drop of each throttling period ("drop connection ... past MaxStartups") and, when
+    the period ends, "exited MaxStartups throttling after ..., N connections dropped"; the rest only at VERBOSE.
+    """
+    out = faults.sh(HUB, f"journalctl -u ssh -o cat --since @{int(since)} | grep 'MaxStartups throttling' || true")
+    periods = re.findall(r"exited MaxStartups throttling after \S+, (\d+) connections dropped", out)
+    # A period still open counts its first drop.
+    return sum(int(n) for n in periods) + max(0, out.count("beginning MaxStartups") - len(periods))
+
+
 def storm(ports, limit):
     """Restart the hub; the seconds until every port answers, sshd's drops, and who spent the CPU."""
-    tried = attempts()
+    tried, stopped = attempts(), time.time()
     faults.docker("restart", HUB, timeout=120)
     since = time.time()
     hub_before, spoke_before = _lab.cpu_seconds(HUB), _lab.cpu_seconds(SPOKE)
-    pid = faults.docker("inspect", "-f", "{{.State.Pid}}", HUB)
-    out = subprocess.run(["nsenter", "-t", pid, "-n", sys.executable, "-c", ALL_UP, str(since), str(limit)],
-                         input="\n".join(map(str, ports)), capture_output=True, text=True, timeout=limit + 120,
-                         check=True).stdout
-    result = json.loads(out)
+    result = _lab.all_up(HUB, ports, since, limit)
     spent = hub_cpu()
     result["hub_cpu"] = spent["hub"] - hub_before
     result["hub_cpu_boot"] = hub_before
@@ -303,7 +315,7 @@ def storm(ports, limit):
         spent["sshd"], spent["reaper"], spent["journald"]
     result["clients_cpu"] = _lab.cpu_seconds(SPOKE) - spoke_before
     result["attempts"] = attempts() - tried
-    result["drops"] = int(faults.sh(HUB, "journalctl -b -u ssh -o cat | grep -c 'past MaxStartups' || true"))
+    result["drops"] = dropped(stopped)
     result["journal_lines"], result["accepted"] = hub_journal_lines()
     result["load"] = load()
     return result
@@ -359,9 +371,10 @@ def print_report(args, rows, variants, rest, setup):
     n = rest["tunnels"]
     print(f"\nAt rest with {n} tunnels up: sshd sessions {rest['session_processes']} processes "
           f"({rest['session_processes'] / n:.1f} per tunnel), {rest['pss_kib'] / n:.0f} KiB PSS and "
-          f"{rest['fds'] / n:.1f} file descriptors per tunnel (the listener holds {rest['listener_fds']}); "
-          f"hub container memory {setup['per_tunnel_kib']:.0f} KiB per tunnel (anonymous memory with the "
-          f"tunnels minus without)")
+          f"{rest['fds'] / n:.1f} file descriptors per tunnel (the listener holds {rest['listener_fds']})"
+          + ("" if setup["per_tunnel_kib"] is None else
+             f"; hub container memory {setup['per_tunnel_kib']:.0f} KiB per tunnel (anonymous memory with the "
+             "tunnels minus without)"))
     minute = 60 / rest["quiet_seconds"]
     print(f"Hub CPU at rest: {rest['quiet_hub_cpu'] * minute:.2f} s per minute in all (sshd "
           f"{rest['quiet_sshd_cpu'] * minute:.2f}, reaper {rest['quiet_reaper_cpu'] * minute:.2f}, journald "
@@ -376,8 +389,9 @@ def print_report(args, rows, variants, rest, setup):
         print(f"Reaper during the storms: {statistics.median(per_line) * 1000:.2f} ms CPU per sshd journal line, "
               f"{statistics.median(per_login) * 1000:.2f} ms per tunnel login (its CPU from the hub's boot until "
               "every tunnel was up, over the lines of that boot)")
-    print(f"Restoring the {n - 1} simulated spokes from the controller's copy: site.yml --limit <hub> "
-          f"{setup['restore_s']:.1f} s")
+    if setup["restore_s"] is not None:
+        print(f"Restoring the {n - 1} simulated spokes from the controller's copy: site.yml --limit <hub> "
+              f"{setup['restore_s']:.1f} s")
 
 
 def main():
@@ -388,6 +402,8 @@ def main():
                         help=f"comma-separated variants (default {','.join(DEFAULT_VARIANTS)}; see the docstring)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for all tunnels")
     parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the lab a --keep run left (same --spokes), without provisioning it again")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     try:
@@ -396,33 +412,39 @@ def main():
         parser.error(str(exc))
     _lab.require_image()
 
-    rows, setup = [], {"load": load()}
+    rows, setup = [], {"load": load(), "restore_s": None, "per_tunnel_kib": None}
     try:
-        with tempfile.TemporaryDirectory(prefix="rt-bench-storm-") as records:
-            destroy()
-            faults.docker("network", "create", NETWORK)
-            _lab.run_container(HUB, NETWORK)
-            _lab.run_container(SPOKE, NETWORK)
-            faults.wait_booted(HUB)
-            faults.wait_booted(SPOKE)
-            faults.run_site(ROOT, inventory(records, 0))
-            before = _lab.memory_mib(HUB, "anon")
-            ports, setup["restore_s"] = add_spokes(args.spokes, records)
-        setup["restart_s"], setup["jitter"] = start_swarm(None)
-        warm = json.loads(subprocess.run(
-            ["nsenter", "-t", faults.docker("inspect", "-f", "{{.State.Pid}}", HUB), "-n", sys.executable, "-c",
-             ALL_UP, str(time.time()), "600"], input="\n".join(map(str, ports)), capture_output=True, text=True,
-            timeout=720, check=True).stdout)
+        if args.reuse:
+            ports = ports_of(args.spokes)
+            faults.docker("start", HUB, SPOKE)
+            held = json.loads(faults.sh(HUB, "cat /var/lib/revtunnel/ports.json"))["spokes"]
+            if len(held) != args.spokes + 1:
+                sys.exit(f"--reuse: the hub holds {len(held)} spokes, not {args.spokes} simulated and the real one")
+        else:
+            with tempfile.TemporaryDirectory(prefix="rt-bench-storm-") as records:
+                destroy()
+                faults.docker("network", "create", NETWORK)
+                # The reaper reads the tunnel sessions' fds with CAP_SYS_PTRACE, as on a real hub (Docker drops it).
+                _lab.run_container(HUB, NETWORK, caps=("SYS_PTRACE",))
+                _lab.run_container(SPOKE, NETWORK)
+                faults.wait_booted(HUB)
+                faults.wait_booted(SPOKE)
+                faults.run_site(ROOT, inventory(records, 0))
+                before = _lab.memory_mib(HUB, "anon")
+                ports, setup["restore_s"] = add_spokes(args.spokes, records)
+        setup["restart_s"], setup["jitter"] = start_swarm(None, len(ports))
+        warm = _lab.all_up(HUB, ports, time.time(), 900)
         if warm["up"] != len(ports):
             sys.exit(f"only {warm['up']} of {len(ports)} tunnels came up at the start")
         print(f"all {len(ports)} tunnels up at the start after {warm['last']:.1f} s (load {load()})",
               file=sys.stderr, flush=True)
-        time.sleep(3)  # let the hub settle before reading its memory (a reading, not an assertion)
-        setup["per_tunnel_kib"] = (_lab.memory_mib(HUB, "anon") - before) / len(ports) * 1024
+        if not args.reuse:
+            time.sleep(3)  # let the hub settle before reading its memory (a reading, not an assertion)
+            setup["per_tunnel_kib"] = (_lab.memory_mib(HUB, "anon") - before) / len(ports) * 1024
         rest = at_rest(len(ports) + 1)
         print(f"at rest: {rest}", file=sys.stderr, flush=True)
         for variant in variants:
-            lines, restore = set_variant(settings[variant])
+            lines, restore = set_variant(settings[variant], len(ports))
             described = f"{lines['MaxStartups']} / {lines['PerSourceMaxStartups']}" + (
                 f", jitter {settings[variant]['jitter']:g} s" if "jitter" in settings[variant] else "")
             try:
@@ -434,6 +456,9 @@ def main():
             finally:
                 restore()
     finally:
+        # The clients stop either way: a kept lab must not go on loading the machine.
+        faults.sh(SPOKE, "[ -s /root/swarm.pid ] && kill -- -$(cat /root/swarm.pid); rm -f /root/swarm.pid; true",
+                  check=False)
         if not args.keep:
             destroy()
     print_report(args, rows, variants, rest, setup)

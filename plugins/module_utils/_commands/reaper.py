@@ -299,6 +299,18 @@ def checked(session: Session, proc: _procfs.Proc, keys: dict[str, Spoke], now: f
 LIVE_CACHE = 10.0
 
 
+def file_stamp(path):
+    """What changes when a file is replaced or written: inode, size, mtime in ns (None when it is missing).
+
+    The registry and authorized_keys are replaced by a rename (a new inode) at every write.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def log(priority, text):
     output.say(f"<{priority}>{text}")
 
@@ -332,9 +344,15 @@ class Reaper:
         self.cap_disabled = False
         self.reported_untrusted = set()
         self.live_until = {}
+        # (the registry's and authorized_keys' file_stamp, the keys read from them)
+        self.trusted = None
 
     def keys(self):
-        """The keys the hub trusts now (the registry is re-read: spokes come and go while we run)."""
+        """The keys the hub trusts now: the registry is read again whenever it changed (spokes come and go while
+        we run), and only then, so that a hub restart's thousand logins cost one parse, not one each."""
+        stamp = (file_stamp(self.args.registry), file_stamp(self.args.authorized_keys))
+        if self.trusted is not None and stamp == self.trusted[0]:
+            return self.trusted[1]
         try:
             spokes = document.read_spokes(self.args.registry)
         except (OSError, ValueError) as exc:
@@ -348,7 +366,9 @@ class Reaper:
                     authorized = handle.read()
             except OSError:
                 authorized = ""
-        return trusted_keys(spokes, fingerprints, authorized)
+        found = trusted_keys(spokes, fingerprints, authorized)
+        self.trusted = (stamp, found)
+        return found
 
     def alive(self, session):
         return (self.proc.start_ticks(session.pid) == session.start_ticks

@@ -488,3 +488,22 @@ def test_a_port_nobody_listens_on_has_no_live_session():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert script.session_answers(port, 0.2) is False
+
+
+def test_the_registry_is_parsed_again_only_when_it_changed(run, tmp_path, monkeypatch):
+    parsed = []
+    real = script.document.read_spokes
+    monkeypatch.setattr(script.document, "read_spokes", lambda path: parsed.append(path) or real(path))
+    first = run.keys()
+    for _unused in range(50):
+        assert run.keys() == first
+    assert len(parsed) == 1, "a storm of logins must not parse the registry once per login"
+    registry = tmp_path / "ports.json"
+    replaced = tmp_path / "ports.json.new"
+    replaced.write_text(json.dumps({"version": 2, "spokes": {
+        "lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]}, "lab-pc-2": {"ports": {"ssh": 10001}, "keys": [KEY_B]}}}))
+    replaced.replace(registry)
+    again = run.keys()
+    assert len(parsed) == 2 and again[FP_KEY_B] == script.Spoke("lab-pc-2", {"ssh": 10001})
+    registry.unlink()
+    assert run.keys() == {} and len(parsed) == 3
