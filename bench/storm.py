@@ -321,6 +321,22 @@ def storm(ports, limit):
     return result
 
 
+def listener_cpu():
+    """CPU seconds of sshd's listener with the sessions it has reaped: every login that has ended."""
+    return sum(_lab.proc_cpu_seconds(p) for p in hub_processes()["listener"])
+
+
+def login_cost(name, logins=20):
+    """sshd's CPU seconds for one login of spoke NAME's key (its line in authorized_keys decides how many lines
+    sshd parses first): LOGINS logins without a forward, each ended by the refused session (MaxSessions 0)."""
+    before = listener_cpu()
+    faults.sh(SPOKE, f"for i in $(seq {logins}); do setpriv --reuid=revtunnel --regid=revtunnel --init-groups "
+                     f"ssh -F /etc/revtunnel/{name}.ssh_config -E /dev/null -o ClearAllForwardings=yes revtunnel-hub "
+                     "true; done; true", timeout=300)
+    time.sleep(1)  # the listener reaps each ended session when its SIGCHLD arrives
+    return (listener_cpu() - before) / logins
+
+
 def at_rest(count):
     """What COUNT tunnels cost the hub at rest: memory, fds, CPU per minute, the reaper's and the metrics' rounds."""
     kinds = hub_processes()
@@ -338,6 +354,8 @@ def at_rest(count):
     figures.update({f"quiet_{kind}_cpu": after[kind] - before[kind] for kind in after})
     figures["quiet_seconds"] = QUIET_SECONDS
     figures["quiet_journal_lines"] = lines_after - lines_before
+    # The real spoke's name sorts first: s0000 is line 2 of authorized_keys, the last simulated spoke line COUNT.
+    figures["login_sshd_cpu"] = {2: login_cost("s0000"), count: login_cost(f"s{count - 2:04d}")}
     command = faults.sh(HUB, "systemctl show -p ExecStart --value revtunnel-metrics.service")
     argv = re.search(r"argv\[\]=(.*?) ;", command).group(1)
     rounds = [json.loads(faults.docker("exec", HUB, "python3", "-c", METRICS_ROUND, argv, timeout=300))["cpu"]
@@ -392,6 +410,8 @@ def print_report(args, rows, variants, rest, setup):
           f"{rest['quiet_journald_cpu'] * minute:.2f}); the reaper's session cap (every 5 s): "
           f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) * 1000:.1f} ms per round, "
           f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) / n * 1e6:.0f} us per tunnel")
+    print("sshd CPU per login, by the key's line in authorized_keys (sshd parses every line before it): "
+          + ", ".join(f"line {line}: {cpu * 1000:.1f} ms" for line, cpu in rest["login_sshd_cpu"].items()))
     print(f"Metrics timer: {rest['metrics_round_cpu'] * 1000:.0f} ms CPU per round "
           f"({rest['metrics_round_cpu'] / n * 1e6:.0f} us per spoke)")
 
