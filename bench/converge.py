@@ -10,8 +10,14 @@ Two labs, each measured with a first run of site.yml and a re-run (nothing shoul
   (docker stats' "used", summed) is read after the first run;
 - hub-only: `site.yml --limit <hub>` with one hub container and M inventory spokes that are never
   contacted (--hub-only, default 100,1000,5000; their ansible_host is in 198.18.0.0/15, a range for
-  benchmarks): the hub play only reads their vars, and with no public key from them the registry keeps
-  what it holds.
+  benchmarks). Since 1.2.0 a run that would leave a spoke without its key on the hub fails, so the bench
+  first writes the controller's copy of the hub's records for them, with the collection's own code: the
+  hub's real host key (read from the new container) and a made-up ed25519 public key and a port per spoke.
+  The first run is then a hub rebuilt from nothing that restores M spokes (their ports, keys and the
+  tunnel account's authorized_keys); the re-run is what every later run costs. A version without the
+  records (1.1.0 and before) ignores the copy: its first run allocates M ports with no key.
+Every version's hub keeps its records in a directory of the bench's own (revtunnel_hub_records_dir), so
+a re-run finds the copy that the first run wrote, as it would beside a lab's inventory.
 Each version (this checkout as it is on disk, and --baseline REF from `git archive` into a temporary
 directory with its own collections/ link) runs on freshly created containers, one after the other for
 each size. Between sizes the bench prints the marginal cost of one more spoke. Tasks are counted by
@@ -29,6 +35,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,10 +107,12 @@ def create(containers):
         faults.wait_booted(name, limit=180.0)
 
 
-def inventory(kind, size, ssh=None):
-    """The lab's inventory; with SSH ({container: address, "key": key file}) Ansible logs in as root by ssh."""
+def inventory(kind, size, records, ssh=None):
+    """The lab's inventory, the hub's records in RECORDS; with SSH ({container: address, "key": key file}) Ansible
+    logs in as root by ssh."""
     def host(name):
-        return f"        {name}:\n" + (f"          ansible_host: {ssh[name]}\n" if ssh else "")
+        return f"        {name}:\n" + (f"          ansible_host: {ssh[name]}\n" if ssh else "") + \
+            (f"          revtunnel_hub_records_dir: {records}\n" if name == HUB else "")
     if ssh:
         connection = ("    ansible_connection: ssh\n    ansible_user: root\n"
                       f"    ansible_ssh_private_key_file: {ssh['key']}\n"
@@ -115,11 +124,33 @@ def inventory(kind, size, ssh=None):
         return (f"all:\n  vars:\n{connection}  children:\n"
                 f"    hub:\n      hosts:\n{host(HUB)}    spokes:\n      hosts:\n{hosts}")
     # Enough ports for 5,000 spokes at every size, so the sizes differ in the spokes alone.
-    hosts = "".join(f"        fake-{i:05d}: {{ansible_host: 198.18.{i // 250}.{i % 250 + 1}}}\n" for i in range(size))
+    hosts = "".join(f"        {fake(i)}: {{ansible_host: 198.18.{i // 250}.{i % 250 + 1}}}\n" for i in range(size))
     return (f"all:\n  vars:\n{connection}  children:\n"
             f"    hub:\n      hosts:\n{host(HUB)}"
             "      vars:\n        revtunnel_port_range_start: 10000\n        revtunnel_port_range_end: 19999\n"
             f"    spokes:\n      hosts:\n{hosts}")
+
+
+def fake(i):
+    return f"fake-{i:05d}"
+
+
+def seed_records(records, size):
+    """The controller's copy of the hub's records for SIZE inventory spokes that are never contacted.
+
+    The hub's own new host key (so restoring it changes nothing sshd sees), one made-up public key and one
+    port per spoke, in the range the inventory gives the hub.
+    """
+    end = time.time() + 60
+    while not faults.sh(HUB, "cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true"):
+        if time.time() > end:
+            sys.exit(f"{HUB}: no host key 60 s after boot")
+        time.sleep(0.2)
+    pair = (faults.sh(HUB, "cat /etc/ssh/ssh_host_ed25519_key") + "\n",
+            faults.sh(HUB, "cat /etc/ssh/ssh_host_ed25519_key.pub"))
+    spokes = {fake(i): {"ports": {"ssh": 10000 + i}, "keys": [_lab.fake_public_key(fake(i))], "key_from": []}
+              for i in range(size)}
+    _lab.write_hub_records(records, HUB, spokes, {"start": 10000, "end": 19999}, host_key=pair)
 
 
 def ssh_access(containers, directory):
@@ -189,9 +220,12 @@ def site(version, inventory_text, extra, timeout, count_calls=False):
 def measure(version, kind, size, args, keys):
     containers = [HUB] + ([spoke(i) for i in range(1, size + 1)] if kind == "containers" else [])
     create(containers)
+    records = tempfile.mkdtemp(prefix="rt-bench-records-")
     try:
         idle = sum(_lab.memory_mib(c) for c in containers)
-        text = inventory(kind, size, ssh_access(containers, keys) if args.connection == "ssh" else None)
+        if kind == "hub-only":
+            seed_records(records, size)
+        text = inventory(kind, size, records, ssh_access(containers, keys) if args.connection == "ssh" else None)
         extra = ["--limit", HUB] if kind == "hub-only" else []
         first = site(version, text, extra, args.timeout, args.count_calls)
         used = sum(_lab.memory_mib(c) for c in containers)
@@ -201,6 +235,7 @@ def measure(version, kind, size, args, keys):
             rerun = {"seconds": None, "error": "first run failed"}
     finally:
         destroy()
+        shutil.rmtree(records, ignore_errors=True)
     memory = {"idle": round(idle, 1), "after_first_run": round(used, 1), "containers": len(containers)}
     return {"first": first, "rerun": rerun, "memory_mib": memory}
 

@@ -27,14 +27,26 @@ gives the seconds from the link's return until the spoke's sshd answered on that
 spoke's packets leaving and getting lost beyond it (only the hub's packets are dropped at the spoke), so
 that both ends wait out TCP's retransmission backoff, as on a broken uplink.
 
-Run after `make lab`:  python bench/recovery.py [-n 3] [--faults kill_client,cut_link_120] [--keep]
+rebuilt hub (--rebuilt 3,20): a fourth lab, one hub and N spokes provisioned by site.yml with the controller's
+copy of the hub's records in a directory of the bench's own. Each round removes the hub container and creates
+it again from the lab image under the same name and address (fresh host keys, nothing of ours), runs
+`site.yml --limit <hub>` alone (no spoke is contacted), and gives the seconds from the end of that run until
+the hub reads every spoke's banner through its tunnel (0 for a spoke back before the run ended), and the
+run's own seconds. The articles' unit and the autossh model have no copy of anything: a rebuilt hub refuses
+their spokes (no key) and they refuse it (new host key) until someone reaches each spoke another way, so
+they have no row.
+
+Run after `make lab`:  python bench/recovery.py [-n 3] [--faults kill_client,cut_link_120] [--rebuilt 3,20] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +62,9 @@ LABS = {
     "baseline": {"hub": "rt-bench-bhub", "spoke": "rt-bench-bspoke", "hub_ip": 11, "spoke_ip": 21, "moved": 150},
     "autossh": {"hub": "rt-bench-ahub", "spoke": "rt-bench-aspoke", "hub_ip": 12, "spoke_ip": 22, "moved": 200},
 }
+# The rebuilt-hub lab: its hub and up to 30 spokes, on the same network.
+REBUILT_HUB, REBUILT_HUB_IP, REBUILT_FIRST_SPOKE_IP = "rt-bench-rhub", 30, 31
+REBUILT_TARGETS = {"usable": 30.0, "limit_run": 20.0, "limit_run_spokes": 20}
 OUR_UNIT = "revtunnel@rt-bench-hub.service"
 BASE_UNIT = "articles-tunnel.service"
 PORT = 10000
@@ -81,9 +96,16 @@ HAND_LABS = {
 }
 
 
-def create():
+def rebuilt_spoke(i):
+    return f"rt-bench-r{i:02d}"
+
+
+def create_network():
     faults.docker("network", "rm", NETWORK, check=False)
     faults.docker("network", "create", "--subnet", f"{SUBNET}.0/24", NETWORK)
+
+
+def create():
     for lab in LABS.values():
         _lab.run_container(lab["hub"], NETWORK, f"{SUBNET}.{lab['hub_ip']}")
         _lab.run_container(lab["spoke"], NETWORK, f"{SUBNET}.{lab['spoke_ip']}", net_admin=True)
@@ -92,9 +114,12 @@ def create():
         faults.wait_booted(lab["spoke"])
 
 
-def destroy():
+def destroy(rebuilt=0):
     for lab in LABS.values():
         faults.docker("rm", "-f", lab["hub"], lab["spoke"], check=False)
+    if rebuilt:
+        faults.docker("rm", "-f", REBUILT_HUB, *(rebuilt_spoke(i) for i in range(1, rebuilt + 1)), check=False,
+                      timeout=300)
     faults.docker("network", "rm", NETWORK, check=False)
 
 
@@ -124,6 +149,101 @@ def provision_by_hand(name):
                      f"cat >/etc/systemd/system/{BASE_UNIT} <<'UNIT'\n"
                      f"{HAND_UNIT.format(port=PORT, hub=hub, **HAND_LABS[name])}UNIT\n"
                      f"systemctl daemon-reload && systemctl enable --now {BASE_UNIT}")
+
+
+def rebuilt_inventory(count, records):
+    """The rebuilt-hub lab: the hub (its records kept in RECORDS) and COUNT spokes."""
+    spokes = "".join(f"        {rebuilt_spoke(i)}:\n" for i in range(1, count + 1))
+    return ("all:\n  vars:\n    ansible_connection: community.docker.docker\n  children:\n"
+            f"    hub:\n      hosts:\n        {REBUILT_HUB}:\n          revtunnel_hub_records_dir: {records}\n"
+            f"    spokes:\n      hosts:\n{spokes}")
+
+
+def host_key(hub):
+    return " ".join(faults.sh(hub, "cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true").split()[:2])
+
+
+def rebuild_hub():
+    """The hub lost and re-installed: a new container from the lab image, same name and address, fresh host keys."""
+    old = host_key(REBUILT_HUB)
+    _lab.run_container(REBUILT_HUB, NETWORK, f"{SUBNET}.{REBUILT_HUB_IP}")
+    faults.wait_booted(REBUILT_HUB)
+    end = time.time() + 60
+    while not host_key(REBUILT_HUB):
+        if time.time() > end:
+            sys.exit(f"{REBUILT_HUB}: no host key 60 s after boot")
+        time.sleep(0.2)
+    if host_key(REBUILT_HUB) == old:
+        sys.exit(f"{REBUILT_HUB}: the re-created hub has the old host key; the lab image must make fresh ones")
+
+
+def measure_rebuilt(sizes, runs, timeout):
+    """Rounds of a hub rebuilt from nothing with the spokes of each size: {size: [round, ...]}."""
+    results = {}
+    spokes = [rebuilt_spoke(i) for i in range(1, max(sizes) + 1)]
+    with tempfile.TemporaryDirectory(prefix="rt-bench-records-") as records:
+        try:
+            _measure_rebuilt(sizes, runs, timeout, records, results)
+        finally:
+            # The other labs' faults are measured without these containers on the machine.
+            faults.docker("rm", "-f", REBUILT_HUB, *spokes, check=False, timeout=300)
+    return results
+
+
+def _measure_rebuilt(sizes, runs, timeout, records, results):
+    """Provision each size, then rebuild the hub RUNS times; the rounds go into RESULTS[size]."""
+    _lab.run_container(REBUILT_HUB, NETWORK, f"{SUBNET}.{REBUILT_HUB_IP}")
+    for i in range(1, max(sizes) + 1):
+        _lab.run_container(rebuilt_spoke(i), NETWORK, f"{SUBNET}.{REBUILT_FIRST_SPOKE_IP + i - 1}")
+    for name in [REBUILT_HUB, *(rebuilt_spoke(i) for i in range(1, max(sizes) + 1))]:
+        faults.wait_booted(name, limit=180.0)
+    for size in sorted(sizes):
+        inventory = rebuilt_inventory(size, records)
+        faults.run_site(ROOT, inventory, timeout=1800)
+        registry = json.loads(faults.sh(REBUILT_HUB, "cat /var/lib/revtunnel/ports.json"))["spokes"]
+        ports = [entry["ports"]["ssh"] for name, entry in registry.items()]
+        if len(ports) != size:
+            sys.exit(f"rebuilt hub lab: the registry holds {len(ports)} spokes, not {size}")
+        warm = _lab.all_up(REBUILT_HUB, ports, time.time(), 120)
+        if warm["up"] != size:
+            sys.exit(f"rebuilt hub lab: only {warm['up']} of {size} tunnels came up after site.yml")
+        results[size] = []
+        for round_no in range(runs):
+            rebuild_hub()
+            started = time.time()
+            run = faults.run_site(ROOT, inventory, "--limit", REBUILT_HUB, timeout=600, check=False)
+            ended = time.time()
+            if run.returncode != 0:
+                sys.exit(f"site.yml --limit {REBUILT_HUB} failed on the rebuilt hub:\n{run.stdout[-3000:]}"
+                         f"{run.stderr[-1500:]}")
+            back = _lab.all_up(REBUILT_HUB, ports, ended, timeout)
+            found = {"run": ended - started, "last": back["last"] if back["up"] == size else None,
+                     "half": back["half"], "up": back["up"], "load": "/".join(f"{v:.1f}" for v in os.getloadavg())}
+            results[size].append(found)
+            print(f"round {round_no + 1}/{runs} rebuilt hub, {size} spokes: {found}", file=sys.stderr, flush=True)
+
+
+def print_rebuilt(results, timeout):
+    print("\nRebuilt hub: the hub container removed and created again from the lab image (fresh host keys, nothing "
+          "of ours), then `site.yml --limit <hub>` alone; seconds from the end of that run until the hub reads "
+          "every spoke's banner (median / max), and the run's own seconds\n")
+    print("| spokes | all usable after the run (s) | half usable (s) | site.yml --limit <hub> (s) | load at the end "
+          "| targets |")
+    print("|---|---|---|---|---|---|")
+    for size, rounds in sorted(results.items()):
+        last = [r["last"] for r in rounds]
+        done = [v for v in last if v is not None]
+        stuck = len(last) - len(done)
+        usable = (f"{statistics.median(done):.2f} / {max(done):.2f}" if done else "") + \
+            (f"  stuck (> {timeout:.0f} s) x{stuck}" if stuck else "")
+        runs = [r["run"] for r in rounds]
+        targets = [f"usable <= {REBUILT_TARGETS['usable']:.0f} s: "
+                   f"{'met' if done and not stuck and max(done) <= REBUILT_TARGETS['usable'] else 'MISSED'}"]
+        if size == REBUILT_TARGETS["limit_run_spokes"]:
+            targets.append(f"run <= {REBUILT_TARGETS['limit_run']:.0f} s: "
+                           f"{'met' if max(runs) <= REBUILT_TARGETS['limit_run'] else 'MISSED'}")
+        print(f"| {size} | {usable} | {statistics.median(r['half'] for r in rounds):.2f} | "
+              f"{statistics.median(runs):.1f} / {max(runs):.1f} | {rounds[-1]['load']} | {'; '.join(targets)} |")
 
 
 def unstick(name):
@@ -216,6 +336,8 @@ def main():
     parser.add_argument("-n", "--runs", type=int, default=3, help="times each fault is repeated (default 3)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds after which a tunnel counts as stuck")
+    parser.add_argument("--rebuilt", default="3,20",
+                        help="spokes of the rebuilt-hub rows, comma-separated (default 3,20; '' for none; at most 30)")
     parser.add_argument("--keep", action="store_true", help="leave the containers running afterwards")
     parser.add_argument("--prefix", default="rt-bench", help="containers and network are named PREFIX-... (rt-bench)")
     parser.add_argument("--subnet", default=SUBNET, help=f"the labs' network, three octets ({SUBNET})")
@@ -225,41 +347,55 @@ def main():
     unknown = set(chosen) - set(FAULTS)
     if unknown:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    rebuilt = [int(v) for v in args.rebuilt.split(",") if v.strip()]
+    if any(not 1 <= v <= 30 for v in rebuilt):
+        parser.error("--rebuilt: between 1 and 30 spokes")
     _lab.require_image()
+    _lab.require_inotify((2 * len(LABS) if chosen else 0) + (1 + max(rebuilt) if rebuilt else 0))
 
     results = {f: {name: [] for name in LABS} for f in chosen}
+    rebuilt_results = {}
     started = time.time()
+    print(f"load average at the start: {'/'.join(f'{v:.1f}' for v in os.getloadavg())}", file=sys.stderr)
     try:
-        create()
-        provision_ours()
-        for name in HAND_LABS:
-            provision_by_hand(name)
-        for name, lab in LABS.items():
-            if faults.time_to_banner(lab["hub"], PORT, time.time(), 60) is None:
-                sys.exit(f"{name}: the tunnel never came up")
-        for round_no in range(args.runs):
-            for fault in chosen:
-                with ThreadPoolExecutor(len(LABS)) as pool:
-                    took = dict(zip(LABS, pool.map(
-                        lambda n, f=fault, r=round_no: measure(f, n, r, args.timeout), LABS)))
-                for name, value in took.items():
-                    results[fault][name].append(value)
-                print(f"round {round_no + 1}/{args.runs} {fault:26s} "
-                      + "  ".join(f"{name} {value}" for name, value in took.items()), file=sys.stderr, flush=True)
-                # A lost connection is a result; a tunnel that is not back is repaired before the next fault.
-                up = {name: faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
-                      if fault.startswith(("survive_", "busy_cut_", "quiet_cut_")) else took[name] is not None
-                      for name in LABS}
-                if not up["ours"]:
-                    sys.exit(f"ours stuck after {fault}: " + faults.sh(LABS["ours"]["spoke"],
-                                                                       f"journalctl -u {OUR_UNIT} -n 30 --no-pager"))
-                for name in HAND_LABS:
-                    if not up[name]:
-                        unstick(name)
+        create_network()
+        if rebuilt:
+            rebuilt_results = measure_rebuilt(rebuilt, args.runs, args.timeout)
+        if chosen:
+            create()
+            provision_ours()
+            for name in HAND_LABS:
+                provision_by_hand(name)
+            for name, lab in LABS.items():
+                if faults.time_to_banner(lab["hub"], PORT, time.time(), 60) is None:
+                    sys.exit(f"{name}: the tunnel never came up")
+            for round_no in range(args.runs):
+                for fault in chosen:
+                    with ThreadPoolExecutor(len(LABS)) as pool:
+                        took = dict(zip(LABS, pool.map(
+                            lambda n, f=fault, r=round_no: measure(f, n, r, args.timeout), LABS)))
+                    for name, value in took.items():
+                        results[fault][name].append(value)
+                    print(f"round {round_no + 1}/{args.runs} {fault:26s} "
+                          + "  ".join(f"{name} {value}" for name, value in took.items()), file=sys.stderr, flush=True)
+                    # A lost connection is a result; a tunnel that is not back is repaired before the next fault.
+                    up = {name: faults.time_to_banner(LABS[name]["hub"], PORT, time.time(), args.timeout) is not None
+                          if fault.startswith(("survive_", "busy_cut_", "quiet_cut_")) else took[name] is not None
+                          for name in LABS}
+                    if not up["ours"]:
+                        journal = faults.sh(LABS["ours"]["spoke"], f"journalctl -u {OUR_UNIT} -n 30 --no-pager")
+                        sys.exit(f"ours stuck after {fault}: {journal}")
+                    for name in HAND_LABS:
+                        if not up[name]:
+                            unstick(name)
     finally:
         if not args.keep:
-            destroy()
+            destroy(max(rebuilt, default=0))
 
+    if rebuilt_results:
+        print_rebuilt(rebuilt_results, args.timeout)
+    if not chosen:
+        return 0
     others = [name for name in LABS if name != "ours"]
     print(f"\nRecovery after each fault: seconds from its end until the hub reads the spoke's banner; survive_*: "
           f"seconds from the link's return until the same connection answered ({args.runs} runs, median / max; "

@@ -344,6 +344,18 @@ SQUATTER_TIME_WAIT = 70.0
 RESUME_SOON = 5.0
 
 
+def file_stamp(path):
+    """What changes when a file is replaced or written: inode, size, mtime in ns (None when it is missing).
+
+    The registry and authorized_keys are replaced by a rename (a new inode) at every write.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def log(priority, text):
     output.say(f"<{priority}>{text}")
 
@@ -409,7 +421,8 @@ class Reaper:
         self.squatters_seen = set()
         # port -> when another account was last seen holding it: its TIME_WAIT sockets are ended for a while after.
         self.squatted_ports = {}
-        self._keys_cache = None
+        # (the registry's and authorized_keys' file_stamp, the keys read from them)
+        self.trusted = None
 
     # --- what the hub holds -----------------------------------------------------------------------------
 
@@ -444,19 +457,11 @@ class Reaper:
     # --- decisions on logins --------------------------------------------------------------------------------
 
     def keys(self):
-        """The keys the hub trusts now (the registry is re-read when it changed: spokes come and go while we run)."""
-        try:
-            info = os.stat(self.args.registry)
-            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-        except OSError:
-            stamp = None
-        if stamp is not None and self._keys_cache and self._keys_cache[0] == stamp:
-            return self._keys_cache[1]
-        found = self._read_keys()
-        self._keys_cache = (stamp, found) if stamp is not None and found else None
-        return found
-
-    def _read_keys(self):
+        """The keys the hub trusts now: the registry is read again whenever it changed (spokes come and go while
+        we run), and only then, so that a hub restart's thousand logins cost one parse, not one each."""
+        stamp = (file_stamp(self.args.registry), file_stamp(self.args.authorized_keys))
+        if self.trusted is not None and stamp == self.trusted[0]:
+            return self.trusted[1]
         try:
             spokes = document.read_spokes(self.args.registry)
         except (OSError, ValueError) as exc:
@@ -470,7 +475,9 @@ class Reaper:
                     authorized = handle.read()
             except OSError:
                 authorized = ""
-        return trusted_keys(spokes, fingerprints, authorized)
+        found = trusted_keys(spokes, fingerprints, authorized)
+        self.trusted = (stamp, found)
+        return found
 
     def alive(self, session):
         return (self.proc.start_ticks(session.pid) == session.start_ticks

@@ -670,3 +670,23 @@ def test_a_gone_squatters_time_wait_is_ended(run, fake, monkeypatch):
     run.squatted_ports = {10000: time.monotonic(), 10001: time.monotonic()}  # a squatter held both lately
     run.guard_round(run.sockets(), spokes)
     assert ended == [10000] and "ended 2 TIME_WAIT socket(s) on port 10000 (spoke lab-pc-1/ssh)" in run.logged[-1][1]
+
+
+def test_the_registry_is_parsed_again_only_when_it_changed(run, tmp_path, monkeypatch):
+    parsed = []
+    real = script.document.read_spokes
+    monkeypatch.setattr(script.document, "read_spokes", lambda path: parsed.append(path) or real(path))
+    first = run.keys()
+    for _unused in range(50):
+        assert run.keys() == first
+    assert len(parsed) == 1, "a storm of logins must not parse the registry once per login"
+    registry = tmp_path / "ports.json"
+    replaced = tmp_path / "ports.json.new"
+    replaced.write_text(json.dumps({"version": 2, "spokes": {
+        "lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]},
+        "lab-pc-2": {"ports": {"ssh": 10001}, "keys": [KEY_B]}}}))
+    replaced.replace(registry)
+    again = run.keys()
+    assert len(parsed) == 2 and again[FP_KEY_B] == script.Spoke("lab-pc-2", {"ssh": 10001})
+    registry.unlink()
+    assert run.keys() == {} and len(parsed) == 3
