@@ -46,7 +46,7 @@ import base64  # noqa: E402
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import bundle  # noqa: E402
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import bundle  # noqa: E402
 
 KINDS = {"hub": bundle.HUB_COMMANDS, "spoke": bundle.SPOKE_COMMANDS}
 

@@ -68,7 +68,7 @@ def module_runner(tmp_path, collections_root):
 
 
 def _zipapp(tmp_path_factory, kind):
-    from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import bundle
+    from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import bundle
 
     path = tmp_path_factory.mktemp(kind) / "revtunnel.pyz"
     path.write_bytes(bundle.build(bundle.HUB_COMMANDS if kind == "hub" else bundle.SPOKE_COMMANDS))

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import reaper
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import reaper
 
 # The daemon and the decisions live in one module now.
 script = reaper

@@ -11,8 +11,8 @@ import grp
 import os
 import sys
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import output
 
 
 def registry_problem(path, exc):

@@ -26,8 +26,8 @@ import sys
 import time
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs, _probe, _procfs
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import common, journal, output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import common, journal, output
 
 STATE_VERSION = 1
 

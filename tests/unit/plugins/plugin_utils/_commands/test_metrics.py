@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import metrics
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import metrics
 
 ROOT = Path(__file__).resolve().parents[5]
 FP_A = "SHA256:WhNFE1EoUD8F0kHSCdtIUPkMWFnaeDWO4XPHDgsHKrI"

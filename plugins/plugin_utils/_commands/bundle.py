@@ -4,11 +4,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The zipapp a host runs its commands from, built on the controller from this collection's own modules.
 
-The archive holds each module under its collection name (ansible_collections/hubspoke/revtunnel/plugins/
-module_utils/...), found through the import system and followed through its imports, so a host runs exactly
-the code the modules run, and Python puts the archive itself on sys.path. It is built byte for byte the same
-from the same sources (sorted names, a fixed time stamp, stored uncompressed), so an unchanged collection
-rewrites nothing and restarts nothing on a re-run.
+The commands live in plugin_utils, not module_utils: they are programs a host runs, not module code (ansible-test
+holds module code to AnsibleModule.run_command; the reaper follows journalctl through a pipe of its own). The
+archive holds each module under its collection name (ansible_collections/hubspoke/revtunnel/plugins/...), found
+through the import system and followed through its imports (the registry, /proc and probe code of module_utils
+among them), so a host runs exactly the code the modules run, and Python puts the archive itself on sys.path.
+It is built byte for byte the same from the same sources (sorted names, a fixed time stamp, stored
+uncompressed), so an unchanged collection rewrites nothing and restarts nothing on a re-run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import importlib.util
 import io
 import zipfile
 
-PREFIX = "ansible_collections.hubspoke.revtunnel.plugins.module_utils"
+PREFIX = "ansible_collections.hubspoke.revtunnel.plugins"
+COMMANDS = PREFIX + ".plugin_utils._commands"
 HUB_COMMANDS = ("status", "metrics", "reaper")
 SPOKE_COMMANDS = ("watch",)
 SHEBANG = b"#!/usr/bin/python3\n"
@@ -26,7 +29,7 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 _MAIN = (
     "# The zipapp's entry point: revtunnel.pyz COMMAND [ARGS] (hubspoke.revtunnel).\n"
     "import sys\n\n"
-    f"from {PREFIX}._commands import cli\n\n"
+    f"from {COMMANDS} import cli\n\n"
     "sys.exit(cli.main())\n"
 )
 
@@ -48,14 +51,21 @@ def _source(name):
     return source or "", package
 
 
+def _namespace(name):
+    """Whether NAME is the collection's prefix or one of its plugin folders (plugins.module_utils): packages the
+    archive makes empty (build), never bundled from source."""
+    return name.count(".") <= PREFIX.count(".") + 1
+
+
 def _imports(tree):
     """The collection modules NAME imports: "from X import y" may name a module y of package X."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith(PREFIX))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX) and not node.level:
-            if node.module != PREFIX:  # module_utils itself is a namespace the archive makes (build)
+            found.update(alias.name for alias in node.names if alias.name.startswith(PREFIX + "."))
+        elif (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX + ".")
+              and not node.level):
+            if not _namespace(node.module):
                 found.add(node.module)
             if importlib.util.find_spec(node.module).submodule_search_locations is None:
                 continue
@@ -66,7 +76,7 @@ def _imports(tree):
 
 def modules(commands):
     """{module name: (source, is_package)} of the commands' modules, cli, and everything they import."""
-    wanted = [f"{PREFIX}._commands.cli"] + [f"{PREFIX}._commands.{command}" for command in commands]
+    wanted = [f"{COMMANDS}.cli"] + [f"{COMMANDS}.{command}" for command in commands]
     found = {}
     while wanted:
         name = wanted.pop()
@@ -76,7 +86,7 @@ def modules(commands):
         found[name] = (source, package)
         wanted.extend(_imports(ast.parse(source)) - set(found))
         parent = name.rpartition(".")[0]
-        if parent.startswith(PREFIX + ".") and parent not in found:
+        if not _namespace(parent) and parent not in found:
             wanted.append(parent)
     return found
 
@@ -84,10 +94,13 @@ def modules(commands):
 def build(commands):
     """The zipapp's bytes: a shebang, then the archive of every module the COMMANDS need."""
     files = {"__main__.py": _MAIN}
-    parts = PREFIX.split(".")
-    for depth in range(1, len(parts) + 1):
-        files["/".join(parts[:depth]) + "/__init__.py"] = ""
-    for name, (source, package) in modules(commands).items():
+    bundled = modules(commands)
+    for name in bundled:
+        parts = name.split(".")
+        for depth in range(1, len(parts)):
+            if _namespace(".".join(parts[:depth])):
+                files["/".join(parts[:depth]) + "/__init__.py"] = ""
+    for name, (source, package) in bundled.items():
         path = name.replace(".", "/")
         files[path + "/__init__.py" if package else path + ".py"] = source
     buffer = io.BytesIO()

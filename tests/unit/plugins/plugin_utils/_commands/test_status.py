@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import journal, metrics, status
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import journal, metrics, status
 
 
 class Server:

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import watch
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import watch
 
 HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode")
 # ssh's connection to the hub, healthy (keep-alive timer only), then with 0x208 bytes waiting on a retransmission.

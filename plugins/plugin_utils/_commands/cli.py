@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import output
 
-PACKAGE = "ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands"
+PACKAGE = "ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands"
 COMMANDS = ("status", "metrics", "reaper", "watch")
 
 

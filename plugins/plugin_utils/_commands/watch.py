@@ -42,7 +42,7 @@ import sys
 import time
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _probe, _procfs
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import output
 
 OWN_TCP = ("/proc/self/net/tcp", "/proc/self/net/tcp6")
 

@@ -48,9 +48,9 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _bindguard, _probe, _procfs
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._commands import output
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import authorized_keys as _authorized_keys
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
+from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import output
 
 SSHD_IDENTIFIERS = frozenset({"sshd", "sshd-session"})
 SSHD_COMMS = frozenset({"sshd", "sshd-session"})
