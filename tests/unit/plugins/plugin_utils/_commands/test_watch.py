@@ -11,6 +11,8 @@ import socket
 import struct
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _procfs
@@ -174,6 +176,11 @@ def test_find_process_finds_another_process_running_the_same_command(tmp_path):
     argv = [sys.executable, "-c", "import time; time.sleep(30)", str(tmp_path)]
     child = subprocess.Popen(argv)
     try:
+        # Until the child has exec'd, its /proc cmdline is still this process's (seen under load).
+        wanted = "\0".join(argv).encode() + b"\0"
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/cmdline").read_bytes() != wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert watch.find_process(argv, {os.getpid()}) == child.pid
         assert watch.find_process(argv, {child.pid}) is None
     finally:
