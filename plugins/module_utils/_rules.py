@@ -259,6 +259,20 @@ def key_from(patterns, where):
 # hubspoke.revtunnel.input_errors). Every value that reaches a file ssh, sshd or systemd reads is in one of them.
 
 
+def ephemeral_overlap(range_start, range_end, local_port_range):
+    """The hub's ephemeral ports (START, END) when the spokes' range overlaps them, else None.
+
+    LOCAL_PORT_RANGE is the text of /proc/sys/net/ipv4/ip_local_port_range ('32768\t60999'); the kernel takes a
+    port from it for connect() without bind() and for bind() to port 0, and no bind hook sees that port: the bind
+    filter cannot keep another account off a spoke's port inside it.
+    """
+    found = re.fullmatch(r"\s*([0-9]+)\s+([0-9]+)\s*", local_port_range or "")
+    if not found or not is_int(range_start) or not is_int(range_end):
+        return None
+    low, high = int(found[1]), int(found[2])
+    return (low, high) if range_start <= high and low <= range_end else None
+
+
 def _collect(errors, check, *args):
     try:
         check(*args)
@@ -410,6 +424,19 @@ def check_hub(values):
                             ("revtunnel_reaper_hold", 0, 86400),
                             ("revtunnel_metrics_interval", 1, 86400)):
         _collect(errors, number, values.get(name), name, low, high)
+    try:
+        bounds = [number(values.get(n), n, PORT_FLOOR, PORT_CEILING)
+                  for n in ("revtunnel_port_range_start", "revtunnel_port_range_end")]
+    except RuleError:
+        bounds = None
+    overlap = bounds and ephemeral_overlap(*bounds, values.get("local_port_range"))
+    if overlap:
+        errors.append(
+            f"the spokes' port range {bounds[0]}-{bounds[1]} (revtunnel_port_range_start, revtunnel_port_range_end) "
+            f"overlaps the hub's ephemeral ports {overlap[0]}-{overlap[1]} (net.ipv4.ip_local_port_range): the "
+            "kernel hands those out to any account's connect() or bind() to port 0, where the bind filter cannot "
+            "refuse them, so a spoke's port could be taken while its tunnel is down; choose a range outside "
+            f"{overlap[0]}-{overlap[1]} (the default is 10000-10999)")
     if str(values.get("revtunnel_metrics")).lower() not in ("true", "false", "yes", "no", "auto"):
         errors.append(f"revtunnel_metrics ({values.get('revtunnel_metrics')!r}) must be auto, true or false")
     errors.extend(operators(values.get("revtunnel_operators"), set(values.get("spokes") or ())))

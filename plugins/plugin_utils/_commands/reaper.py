@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _bindguard, _probe, _procfs
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _bindguard, _probe, _procfs, _rules
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import authorized_keys as _authorized_keys
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import output
@@ -666,6 +666,22 @@ class Reaper:
         log(6, f"bind filter linked to cgroup {cgroup}: only {self.args.user} (uid {self.tunnel_uid}) binds TCP ports "
                f"{self.port_range[0]}-{self.port_range[1]}; every other account, root included, gets EPERM")
 
+    def warn_ephemeral(self):
+        """Say so when the spokes' range overlaps the kernel's ephemeral ports (the preflight refuses that, but the
+        sysctl can change later): a connect() or a bind() to port 0 takes a port there without a bind the filter
+        sees."""
+        if self.port_range is None:
+            return
+        try:
+            text = (self.proc.root / "sys" / "net" / "ipv4" / "ip_local_port_range").read_text()
+        except OSError:
+            return
+        overlap = _rules.ephemeral_overlap(*self.port_range, text)
+        if overlap:
+            log(4, f"the spokes' ports {self.port_range[0]}-{self.port_range[1]} overlap the kernel's ephemeral ports "
+                   f"{overlap[0]}-{overlap[1]} (net.ipv4.ip_local_port_range): any account's connect() can take a "
+                   "spoke's port there, unseen by the bind filter; move one of the two ranges")
+
     def filter_applies(self):
         """The port on which this process (not the tunnel account) was refused a bind, or None if it was not."""
         taken = {s.port for s in self.sockets()}
@@ -777,6 +793,7 @@ class Reaper:
 
     def run(self):
         self.guarded(self.start_guard)
+        self.guarded(self.warn_ephemeral)
         self.drop_privileges()
         # The whole boot is read so that sessions opened before this service started are known; entries
         # logged before this process started only rebuild the book (a restart kills nothing).

@@ -190,3 +190,20 @@ def test_a_port_range_bound_is_plain_digits_within_the_unprivileged_ports(value)
     # The registry took "| int" of each bound, which Python reads from all of these; the unit got the text as given.
     errors = _rules.check_hub({**HUB, "revtunnel_port_range_end": value})
     assert errors and "revtunnel_port_range_end" in errors[0], errors
+
+
+@pytest.mark.parametrize("start, end, local", [(40000, 40999, "32768\t60999\n"), (30000, 32768, "32768\t60999"),
+                                               (60999, 61999, "32768 60999"), (10000, 10999, "10500\t20000\n")])
+def test_a_port_range_inside_the_hubs_ephemeral_ports_is_refused(start, end, local):
+    # Red team, this round: with ip_local_port_range at 10000-10999, a hub account took a stopped spoke's port by
+    # connect() alone (the kernel's automatic bind, which the bind filter never sees) and kept it.
+    errors = _rules.check_hub({**HUB, "revtunnel_port_range_start": start, "revtunnel_port_range_end": str(end),
+                               "local_port_range": local})
+    assert len(errors) == 1, errors
+    assert "revtunnel_port_range_start, revtunnel_port_range_end" in errors[0], errors
+    assert "net.ipv4.ip_local_port_range" in errors[0], errors
+
+
+@pytest.mark.parametrize("local", ["32768\t60999\n", "11000 60999", "1024 9999", "", None, "garbage"])
+def test_a_port_range_outside_the_hubs_ephemeral_ports_passes(local):
+    assert _rules.check_hub({**HUB, "local_port_range": local}) == []

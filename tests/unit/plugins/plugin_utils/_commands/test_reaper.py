@@ -690,3 +690,17 @@ def test_the_registry_is_parsed_again_only_when_it_changed(run, tmp_path, monkey
     assert len(parsed) == 2 and again[FP_KEY_B] == script.Spoke("lab-pc-2", {"ssh": 10001})
     registry.unlink()
     assert run.keys() == {} and len(parsed) == 3
+
+
+@pytest.mark.parametrize("local, warned", [("10500\t20000\n", True), ("32768\t60999\n", False), (None, False)])
+def test_the_reaper_warns_when_the_spokes_ports_overlap_the_kernels_ephemeral_ports(run, fake, local, warned):
+    # The bind filter sees no connect() or bind() to port 0: a port the kernel picks for those is out of its reach.
+    if local is not None:
+        (fake.root / "sys" / "net" / "ipv4").mkdir(parents=True)
+        (fake.root / "sys" / "net" / "ipv4" / "ip_local_port_range").write_text(local)
+    run.port_range = (10000, 10999)
+    run.warn_ephemeral()
+    lines = [text for prio, text in run.logged if prio == 4 and "ip_local_port_range" in text]
+    assert bool(lines) == warned, run.logged
+    if warned:
+        assert "10500-20000" in lines[0] and "10000-10999" in lines[0]
