@@ -293,6 +293,21 @@ def number(value, what, low, high=None, kind=int):
     return value
 
 
+# What Ansible's bool filter and a role's argument spec take as a boolean (case and spaces around aside).
+BOOLEAN_WORDS = frozenset(("y", "yes", "on", "1", "true", "t", "n", "no", "off", "0", "false", "f"))
+HUB_SWITCHES = ("revtunnel_prune_ports", "revtunnel_reaper_enabled", "revtunnel_hub_bind_filter",
+                "revtunnel_hub_harden_crypto", "revtunnel_hub_restrict_local_access")
+SPOKE_SWITCHES = ("revtunnel_spoke_penalty_exempt",)
+
+
+def boolean(value, what):
+    """A switch: a bool, 0 or 1, or a word the bool filter reads ('yes', 'off', ...); never a typo read as false."""
+    if isinstance(value, bool) or (is_int(value) and value in (0, 1)) or (
+            isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS):
+        return value
+    raise RuleError(f"{what} ({value!r}) must be true or false")
+
+
 def one_line(value, what):
     """Any printable text without a line break, a quote, '%' or '#' (a comment, a line label)."""
     if not isinstance(value, str) or not value or not value.isprintable() or any(c in value for c in "\"'%#\\"):
@@ -351,6 +366,11 @@ def check_spoke(values):
                                   ("revtunnel_wait_timeout", 1, 3600, int),
                                   ("revtunnel_restart_delay", 0, 600, int)):
         _collect(errors, number, values.get(name), name, low, high, kind)
+    for name in SPOKE_SWITCHES:
+        if name in values:
+            _collect(errors, boolean, values[name], name)
+    if "revtunnel_state" in values and values["revtunnel_state"] not in ("present", "absent"):
+        errors.append(f"revtunnel_state ({values['revtunnel_state']!r}) must be present or absent")
     return errors
 
 
@@ -437,6 +457,9 @@ def check_hub(values):
             "kernel hands those out to any account's connect() or bind() to port 0, where the bind filter cannot "
             "refuse them, so a spoke's port could be taken while its tunnel is down; choose a range outside "
             f"{overlap[0]}-{overlap[1]} (the default is 10000-10999)")
+    for name in HUB_SWITCHES:
+        if name in values:
+            _collect(errors, boolean, values[name], name)
     if str(values.get("revtunnel_metrics")).lower() not in ("true", "false", "yes", "no", "auto"):
         errors.append(f"revtunnel_metrics ({values.get('revtunnel_metrics')!r}) must be auto, true or false")
     errors.extend(operators(values.get("revtunnel_operators"), set(values.get("spokes") or ())))

@@ -39,7 +39,8 @@ SPOKE = {"revtunnel_hub_group": "hub", "hubs": ["hub-1"], "hub_addresses": {"hub
          "revtunnel_local_ssh_port": 22, "revtunnel_forwards": [{"name": "web", "port": 8080, "host": "localhost"}],
          "revtunnel_server_alive_interval": 3, "revtunnel_server_alive_count_max": 40,
          "revtunnel_connect_timeout": 5, "revtunnel_restart_sec": 0.2, "revtunnel_retry_jitter_ms": 2000,
-         "revtunnel_wait_timeout": 90, "revtunnel_restart_delay": 3}
+         "revtunnel_wait_timeout": 90, "revtunnel_restart_delay": 3, "revtunnel_spoke_penalty_exempt": True,
+         "revtunnel_state": "present"}
 HUB = {"revtunnel_user": "tunnel", "revtunnel_jump_user": "revtunnel-jump", "revtunnel_hub_local_access_users": [],
        "revtunnel_registry_path": "/var/lib/revtunnel/ports.json", "revtunnel_port_range_start": 10000,
        "revtunnel_port_range_end": "10999",
@@ -49,7 +50,9 @@ HUB = {"revtunnel_user": "tunnel", "revtunnel_jump_user": "revtunnel-jump", "rev
        "revtunnel_client_alive_count_max": 4, "revtunnel_reaper_idle_grace": 20, "revtunnel_reaper_window": 300,
        "revtunnel_reaper_max_replacements": 3, "revtunnel_reaper_hold": 600, "revtunnel_metrics_interval": 30,
        "revtunnel_metrics": "auto", "records_dir": "/srv/lab/.revtunnel", "hubs": ["hub-1"], "spokes": ["pc-1"],
-       "revtunnel_operators": [{"name": "alice", "key": key() + " alice@laptop", "spokes": ["pc-1"]}]}
+       "revtunnel_operators": [{"name": "alice", "key": key() + " alice@laptop", "spokes": ["pc-1"]}],
+       "revtunnel_prune_ports": True, "revtunnel_reaper_enabled": "yes", "revtunnel_hub_bind_filter": "true",
+       "revtunnel_hub_harden_crypto": False, "revtunnel_hub_restrict_local_access": "off "}
 CLIENT = {"revtunnel_lab_name": "mylab", "revtunnel_client_ssh_dir": "~/.ssh", "revtunnel_client_hub_user": "alice",
           "revtunnel_client_spoke_user": "alice.b", "revtunnel_client_identity_file": "~/.ssh/id_ed25519",
           "revtunnel_client_hub_address": None, "revtunnel_client_hub_port": None,
@@ -207,3 +210,19 @@ def test_a_port_range_inside_the_hubs_ephemeral_ports_is_refused(start, end, loc
 @pytest.mark.parametrize("local", ["32768\t60999\n", "11000 60999", "1024 9999", "", None, "garbage"])
 def test_a_port_range_outside_the_hubs_ephemeral_ports_passes(local):
     assert _rules.check_hub({**HUB, "local_port_range": local}) == []
+
+
+@pytest.mark.parametrize("value", ["ture", "enabled", 2, "", None, "true\n    ProxyCommand id", 1.5, [True]])
+@pytest.mark.parametrize("name", _rules.HUB_SWITCHES + _rules.SPOKE_SWITCHES)
+def test_a_switch_that_is_not_a_boolean_is_refused_not_read_as_false(name, value):
+    # Red team, this round: the bool filter reads "ture" as false (a deprecation warning only), which would have
+    # turned the bind filter or the penalty exemption off without a word.
+    errors = (_rules.check_hub if name in _rules.HUB_SWITCHES else _rules.check_spoke)(
+        {**(HUB if name in _rules.HUB_SWITCHES else SPOKE), name: value})
+    assert len(errors) == 1 and errors[0].startswith(name), errors
+
+
+@pytest.mark.parametrize("value", ["Absent", "removed", None])
+def test_a_spoke_state_other_than_present_or_absent_is_refused(value):
+    errors = _rules.check_spoke({**SPOKE, "revtunnel_state": value})
+    assert len(errors) == 1 and "revtunnel_state" in errors[0], errors

@@ -41,6 +41,8 @@ INVENTORY = {
                 "pc-port": {"revtunnel_hub_port": "22 -oProxyCommand=id"},
                 "pc-two": {"revtunnel_hub_group": "hubs_two"},
                 "pc-none": {"revtunnel_hub_group": "nobody"},
+                "pc-switch": {"revtunnel_spoke_penalty_exempt": "ture"},
+                "pc-state": {"revtunnel_state": "Absent"},
                 "hub-1": {},
             }},
         },
@@ -82,6 +84,9 @@ def test_a_spoke_with_sound_values_passes(outcome, spoke):
     ("pc-dotdot", ["revtunnel_spoke_home ('/var/lib/../etc')", "without '.' or '..' parts"]),
     ("pc-null", ["revtunnel_hub_address (None) must be a host name"]),
     ("hub-1", ["in both 'hub' and the spokes"]),
+    # The bool filter reads "ture" as false: the exemption would have gone without a word (red2).
+    ("pc-switch", ["revtunnel_spoke_penalty_exempt ('ture') must be true or false"]),
+    ("pc-state", ["revtunnel_state ('Absent') must be present or absent"]),
 ])
 def test_a_bad_value_fails_its_spoke_with_the_variable_named(outcome, spoke, words):
     result = outcome[spoke]
