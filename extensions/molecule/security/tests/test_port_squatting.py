@@ -117,6 +117,7 @@ def test_no_account_can_take_a_stopped_spokes_port_and_the_journal_names_it(hub,
     assert "impostor" not in banner and "OpenSSH" in banner, banner
     print(f"{mode}: spoke back {took:.1f} s after its start; squatter: {hub.check_output('cat /tmp/rt-sec-squat.out')}")
     assert "refused" in hub.check_output("cat /tmp/rt-sec-squat.out")
+
     def named():
         text = reaper_log(hub, since)
         return text if f"by account {squatter}" in text else ""
@@ -130,6 +131,7 @@ def test_root_and_a_services_account_are_refused_too(hub, registry, squat_script
     # A service, as a cron job or a daemon would run: its own unit and cgroup, a system account.
     hub.run("systemctl reset-failed rt-sec-squat-svc 2>/dev/null")
     hub.run_test(f"systemd-run --unit rt-sec-squat-svc -p User=www-data python3 {squat_script} listen {port} 3")
+
     def refused():
         text = hub.check_output("journalctl -u rt-sec-squat-svc -o cat --no-pager")
         return text if "refused" in text else ""

@@ -153,8 +153,8 @@ def test_with_a_vault_password_the_secret_is_encrypted_and_needs_it_back(tmp_pat
         read_pair(tmp_path, loader=wrong)
 
 
-def test_a_vaulted_secret_swapped_for_a_plain_one_is_refused_when_the_run_has_a_vault_password(tmp_path, secret,
-                                                                                              host_key):
+def test_a_vaulted_secret_swapped_for_a_plain_one_is_refused_when_the_run_has_a_vault_password(
+        tmp_path, secret, host_key):
     # The downgrade: a repository writer without the vault password replaces the encrypted secret by a plain one of
     # their own (their host key pair and signing key) and re-signs the .json with a key of their own for a spoke.
     # A checkout under umask 077, or the operator following "chmod 600", made it pass, and the hub got that host key.
