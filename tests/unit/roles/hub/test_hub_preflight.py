@@ -5,7 +5,7 @@
 """The hub role's first preflight check, run by the real ansible-playbook on this machine as the hub: the spokes'
 port range is refused where it overlaps the hub's ephemeral ports (read from the hub), and a switch that is not
 a boolean is refused instead of being read as false. Both stop at that first check, before anything is read or
-written beyond /proc."""
+written beyond /proc and sshd_config."""
 
 from __future__ import annotations
 
