@@ -126,6 +126,10 @@ def recover(kind, fault, *spokes, kinds=None):
             lambda s: faults.time_to_banner(HUB, port[s]["ssh"], ended if isinstance(ended, float) else ended[s],
                                             limit[s] + 30), spokes)))
     print(f"{kind}: " + ", ".join(f"{s} {took[s]} s (bound {limit[s]:.1f} s)" for s in spokes), file=sys.stderr)
+    late = [s for s in spokes if took[s] is None or took[s] > limit[s]]
+    if late:
+        # In full on stderr: pytest shortens a long assertion message in the middle.
+        print(journals(), file=sys.stderr)
     for s in spokes:
         assert took[s] is not None and took[s] <= limit[s], (kind, s, took[s], limit[s], journals())
     return took
