@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "docs" / "prometheus" / "revtunnel-alerts.yml"
-sys.path.insert(0, str(ROOT / "tests" / "unit" / "plugins" / "module_utils" / "_commands"))
+sys.path.insert(0, str(ROOT / "tests" / "unit" / "plugins" / "plugin_utils" / "_commands"))
 sys.path.insert(0, str(ROOT / "collections"))
 from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils._commands import metrics  # noqa: E402
 from test_metrics import sample_text  # noqa: E402
