@@ -165,14 +165,22 @@ def command_line(pid):
         return [part.decode("utf-8", "surrogateescape") for part in handle.read().split(b"\0")[:-1]]
 
 
+# A knock dials while the link may drop again: each attempt gives up connecting after KNOCK_CONNECT s (ssh keeps
+# the first value of an option, and the command line comes before the config file), so the watchdog is back at
+# its post within KNOCK_DEADLINE s whatever the link does.
+KNOCK_CONNECT = 3
+KNOCK_DEADLINE = 8.0
+
+
 def knock_command(argv, log_path):
-    """The tunnel's own ssh command line, logging to LOG_PATH; None unless it forks once forwarded (-f)."""
+    """The tunnel's own ssh command line, logging to LOG_PATH, one short connect attempt; None unless it forks once
+    forwarded (-f)."""
     if not argv or "-f" not in argv:
         return None
     argv = list(argv)
     if "-E" in argv[:-1]:
         argv[argv.index("-E") + 1] = log_path
-    return argv
+    return argv[:1] + ["-o", f"ConnectTimeout={KNOCK_CONNECT}", "-o", "ConnectionAttempts=1"] + argv[1:]
 
 
 def find_process(argv, exclude):
@@ -190,25 +198,31 @@ def find_process(argv, exclude):
     return None
 
 
-def knock(pid, attempts=5, pause=0.4):
+def knock(pid, attempts=5, pause=0.4, deadline=KNOCK_DEADLINE, run=subprocess.run):
     """Dial a second session with PID's command line until one gets the forwards: its pid, or None.
 
     The first attempt is usually refused: the reaper ends a stuck session right after the knock's login; a session
-    the hub keeps refuses every attempt (and the reaper ends each at once)."""
+    the hub keeps refuses every attempt (and the reaper ends each at once). All attempts end within DEADLINE s: a
+    link that drops again during the knock must not keep the watchdog from the session (seen in the lab: a knock
+    whose attempts waited out the tunnel's own ConnectTimeout one after another held the watchdog for 33 s)."""
     log_path = os.path.join(os.environ.get("RUNTIME_DIRECTORY", "/tmp"), "knock.log")
     argv = knock_command(command_line(pid), log_path)
     if argv is None:
         return None
+    end = time.monotonic() + deadline
     for attempt in range(attempts):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=30, check=False).returncode == 0
+            done = run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=left, check=False).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             done = False
         if done:
             return find_process(argv, {pid, os.getpid()}) or 0
         if attempt + 1 < attempts:
-            time.sleep(pause)
+            time.sleep(min(pause, max(end - time.monotonic(), 0)))
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -167,7 +168,9 @@ def test_a_stall_held_back_by_this_host_knocks_once_the_hub_answers():
 
 def test_a_knock_runs_the_tunnels_own_command_with_its_own_log():
     argv = ["/usr/bin/ssh", "-F", "/etc/revtunnel/hub.ssh_config", "-E", "/run/x/ssh.log", "-f", "-NT", "revtunnel-hub"]
-    assert watch.knock_command(argv, "/run/x/knock.log") == argv[:4] + ["/run/x/knock.log"] + argv[5:]
+    short = ["-o", f"ConnectTimeout={watch.KNOCK_CONNECT}", "-o", "ConnectionAttempts=1"]
+    expected = argv[:1] + short + argv[1:4] + ["/run/x/knock.log"] + argv[5:]
+    assert watch.knock_command(argv, "/run/x/knock.log") == expected
     assert watch.knock_command(["/usr/bin/ssh", "-NT", "hub"], "/k") is None, "only a command that forks once forwarded"
 
 
@@ -195,3 +198,19 @@ def test_a_sock_diag_dump_gives_each_sockets_family_and_id():
     done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
     assert _procfs._diag_ids(packet) == ([(2, sockid)], False)
     assert _procfs._diag_ids(packet + done) == ([(2, sockid)], True)
+
+
+def test_a_knock_ends_within_its_deadline_when_every_attempt_hangs(monkeypatch, tmp_path):
+    """A link that drops again during the knock: the attempts share one deadline, and the watchdog is back."""
+    monkeypatch.setattr(watch, "command_line", lambda pid: ["/usr/bin/ssh", "-F", "c", "-f", "-NT", "hub"])
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    timeouts = []
+
+    def hangs(argv, timeout, **_kw):
+        timeouts.append(timeout)
+        time.sleep(min(timeout, 0.3))
+        raise subprocess.TimeoutExpired(argv, timeout)
+    started = time.monotonic()
+    assert watch.knock(1, attempts=5, pause=0.1, deadline=0.7, run=hangs) is None
+    assert time.monotonic() - started < 1.5
+    assert timeouts and all(t <= 0.7 for t in timeouts) and len(timeouts) < 5, timeouts
