@@ -58,6 +58,7 @@ SHORTHANDS = {"maxstartups-default": "maxstartups=10:30:100", "no-jitter": "jitt
 SETTINGS = {"maxstartups": r"\d+(:\d+:\d+)?", "persource": r"\d+|none", "jitter": r"\d+(\.\d+)?"}
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
 QUIET_SECONDS = 60
+REAPER_EVERY = 1.0  # revtunnel-reaper's --cap-every default: one look a second at the sessions and the guard
 
 # Runs on the spoke: keep one ssh client per config file up, retrying like the role's unit; the number of
 # attempts so far is kept in /root/swarm.attempts.
@@ -407,9 +408,9 @@ def print_report(args, rows, variants, rest, setup):
     minute = 60 / rest["quiet_seconds"]
     print(f"Hub CPU at rest: {rest['quiet_hub_cpu'] * minute:.2f} s per minute in all (sshd "
           f"{rest['quiet_sshd_cpu'] * minute:.2f}, reaper {rest['quiet_reaper_cpu'] * minute:.2f}, journald "
-          f"{rest['quiet_journald_cpu'] * minute:.2f}); the reaper's session cap (every 5 s): "
-          f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) * 1000:.1f} ms per round, "
-          f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / 5) / n * 1e6:.0f} us per tunnel")
+          f"{rest['quiet_journald_cpu'] * minute:.2f}); the reaper's look (every {REAPER_EVERY:.0f} s: session cap "
+          f"and guard): {rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / REAPER_EVERY) * 1000:.1f} ms per round, "
+          f"{rest['quiet_reaper_cpu'] / (rest['quiet_seconds'] / REAPER_EVERY) / n * 1e6:.0f} us per tunnel")
     print("sshd CPU per login, by the key's line in authorized_keys (sshd parses every line before it): "
           + ", ".join(f"line {line}: {cpu * 1000:.1f} ms" for line, cpu in rest["login_sshd_cpu"].items()))
     print(f"Metrics timer: {rest['metrics_round_cpu'] * 1000:.0f} ms CPU per round "
