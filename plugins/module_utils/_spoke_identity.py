@@ -101,14 +101,7 @@ def ensure_account(name, home, shell, comment, run, check_mode=False, lookup=pwd
     by the caller. Never taken over: root, a person's account (uid at or above UID_MIN), a service's account
     (one without this COMMENT), nor an existing group of that name (it could grant rights, such as docker).
     """
-    try:
-        _rules.account(name, "revtunnel_spoke_user")
-    except _rules.RuleError as exc:
-        raise IdentityError(str(exc)) from None
-    try:
-        entry = lookup(name)
-    except KeyError:
-        entry = None
+    entry = _checked_entry(name, lookup)
     if entry is None:
         if group_exists(name):
             raise IdentityError(f"revtunnel_spoke_user={name}: a group named {name} exists already, and the tunnel "
@@ -201,16 +194,23 @@ def prepare_identity(user, home, shell, comment, run, key_comment="", home_mode=
                           key_created=key.created, public_key=key.public_key, addresses=addresses)
 
 
-def _tunnel_account(name, comment, lookup, uid_min):
-    """The passwd entry of NAME when it is the tunnel's (a system account carrying COMMENT), None when there is no
-    such account; IdentityError for anyone else's: a person's, root, or a service's."""
+def _checked_entry(name, lookup):
+    """The passwd entry of NAME (None when there is none), once NAME passed the account-name rule."""
     try:
         _rules.account(name, "revtunnel_spoke_user")
     except _rules.RuleError as exc:
         raise IdentityError(str(exc)) from None
     try:
-        entry = lookup(name)
+        return lookup(name)
     except KeyError:
+        return None
+
+
+def _tunnel_account(name, comment, lookup, uid_min):
+    """The passwd entry of NAME when it is the tunnel's (a system account carrying COMMENT), None when there is no
+    such account; IdentityError for anyone else's: a person's, root, or a service's."""
+    entry = _checked_entry(name, lookup)
+    if entry is None:
         return None
     limit = first_user_uid() if uid_min is None else uid_min
     if entry.pw_uid == 0 or entry.pw_uid >= limit or entry.pw_gecos != comment:
