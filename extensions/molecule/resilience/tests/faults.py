@@ -206,6 +206,20 @@ def _block(spoke, hub_address, action, far):
     sh(spoke, " && ".join(rules))
 
 
+def start_holder(spoke, hub, port, tag, limit):
+    """Open a connection through SPOKE's tunnel from the hub (HOLDER) and wait until it is ready or failed; its
+    files (ready, go, out)."""
+    files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
+    sh(hub, "rm -f " + " ".join(files))
+    docker("exec", "-d", hub, "python3", "-c", HOLDER, str(port), *files, str(limit))
+    end = time.time() + 10
+    while sh(hub, f"test -e {files[0]} -o -e {files[2]} && echo yes || true") != "yes":
+        if time.time() > end:
+            raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
+        time.sleep(0.1)
+    return files
+
+
 def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=120.0):
     """Cut the link for SECONDS with a connection open through the tunnel; does that connection carry on?
 
@@ -215,14 +229,7 @@ def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=12
     With FAR only what comes from the hub is dropped: the spoke's packets leave and are lost further on,
     as on a broken uplink, and both ends wait for TCP's retransmission backoff.
     """
-    files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
-    sh(hub, "rm -f " + " ".join(files))
-    docker("exec", "-d", hub, "python3", "-c", HOLDER, str(port), *files, str(limit))
-    end = time.time() + 10
-    while sh(hub, f"test -e {files[0]} -o -e {files[2]} && echo yes || true") != "yes":
-        if time.time() > end:
-            raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
-        time.sleep(0.1)
+    files = start_holder(spoke, hub, port, tag, limit)
     if sh(hub, f"cat {files[2]} 2>/dev/null || true"):
         raise RuntimeError(f"connection through {spoke}'s tunnel failed: {sh(hub, f'cat {files[2]}')}")
     _block(spoke, hub_address, "-I", far)
@@ -248,14 +255,7 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
     A quiet cut stops the hub's metrics timer meanwhile: it reads every port every 30 s, which makes any longer cut
     a busy one.
     """
-    files = [f"/tmp/hold-{tag}.{name}" for name in ("ready", "go", "out")]
-    sh(hub, "rm -f " + " ".join(files))
-    docker("exec", "-d", hub, "python3", "-c", HOLDER, str(port), *files, str(limit))
-    end = time.time() + 10
-    while sh(hub, f"test -e {files[0]} -o -e {files[2]} && echo yes || true") != "yes":
-        if time.time() > end:
-            raise TimeoutError(f"no connection through {spoke}'s tunnel (port {port}) within 10 s")
-        time.sleep(0.1)
+    files = start_holder(spoke, hub, port, tag, limit)
     timer = "revtunnel-metrics.timer"
     paused = not probe_every and sh(hub, f"systemctl is-active {timer} || true") == "active"
     if paused:
