@@ -109,10 +109,11 @@ def _write(path, content, run, sshd, check_mode, want_diff, result, ids):
 
 def apply(path, run, content=None, state="present", sshd="/usr/sbin/sshd", service=None, require_keywords=(),
           check_mode=False, want_diff=False, ids=(0, 0)):
-    """Put CONTENT (bytes) at PATH (mode 0644, owned by IDS, root's by default) only as sshd accepts it, or remove PATH; a DropinResult.
+    """Put CONTENT (bytes) at PATH (mode 0644, owned by IDS: root) only as sshd accepts it, or remove PATH.
 
     REQUIRE_KEYWORDS: when `sshd -T` does not know one of them (an older OpenSSH), nothing changes and the
-    result says ``supported`` False. SERVICE: sshd's unit, reloaded when the drop-in's content changed.
+    result says ``supported`` False. SERVICE: sshd's unit, reloaded when the drop-in's content changed. Returns a
+    DropinResult.
     """
     result = DropinResult()
     if state == "absent":

@@ -139,7 +139,8 @@ def main():
     try:
         uid, gid = account_ids(params["owner"], params["group"], module.check_mode)
         options = dict(ssh_keygen=params["ssh_keygen"], comment=params["comment"], uid=uid, gid=gid,
-                       check_mode=module.check_mode, directory_mode=parse_mode("directory_mode", params["directory_mode"]))
+                       check_mode=module.check_mode,
+                       directory_mode=parse_mode("directory_mode", params["directory_mode"]))
         extra = {}
         if params["next"] == "make":
             result, upcoming = make_next(params["path"], module.run_command, **options)

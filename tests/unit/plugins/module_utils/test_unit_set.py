@@ -58,8 +58,8 @@ def test_a_changed_file_restarts_a_running_unit_only_when_asked(tmp_path):
 
 def test_a_unit_that_does_not_start_fails_with_its_journal(tmp_path):
     systemd = Systemd(fails=("start",))
-    with pytest.raises(UnitError, match=f"(?s)systemctl start {UNIT} failed: Job for .*journal of {UNIT} says:\n"
-                                         "iptables: Permission denied"):
+    expected = f"(?s)systemctl start {UNIT} failed: Job for .*journal of {UNIT} says:\niptables: Permission denied"
+    with pytest.raises(UnitError, match=expected):
         apply_units(systemd, [], [unit_file(tmp_path)], [UNIT])
 
 
