@@ -23,22 +23,29 @@ from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils import _records
 MODULE = "hubspoke.revtunnel.spoke_registry"
 
 
+def with_hub_paths(task_args, hostvars):
+    """The task's arguments; with hub_paths, the paths it does not give are those of the hub it names (hub_paths)."""
+    args = dict(task_args)
+    if not boolean(args.pop("hub_paths", False), strict=False):
+        return args
+    # The hub's own paths from its inventory, for a playbook that runs without the hub role (a key rotation).
+    hub = args.get("hub")
+    if not hub or hub not in hostvars:
+        raise AnsibleActionFail(f"hub_paths needs hub, the inventory name of a hub, got {hub!r}")
+    paths = hub_paths(hostvars[hub])
+    for option, key in (("path", "registry"), ("authorized_keys", "authorized_keys"),
+                        ("authorized_keys_group", "user"), ("records_dir", "records_dir")):
+        args.setdefault(option, paths[key])
+    return args
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        task_args = dict(self._task.args)
-        if boolean(task_args.pop("hub_paths", False), strict=False):
-            # The hub's own paths from its inventory, for a playbook that runs without the hub role (a key rotation).
-            hub = task_args.get("hub")
-            if not hub or hub not in task_vars.get("hostvars", {}):
-                raise AnsibleActionFail(f"hub_paths needs hub, the inventory name of the hub, got {hub!r}")
-            paths = hub_paths(task_vars["hostvars"][hub])
-            for option, key in (("path", "registry"), ("authorized_keys", "authorized_keys"),
-                                ("authorized_keys_group", "user"), ("records_dir", "records_dir")):
-                task_args.setdefault(option, paths[key])
+        task_args = with_hub_paths(self._task.args, task_vars.get("hostvars", {}))
         args, directory, hub = _records_files.take_records_args(task_args, task_vars)
         secret = records = None
         if directory:
