@@ -6,18 +6,37 @@
 
 Before the module runs on the hub, the controller's copy of the hub's records (records_dir) is read and
 verified; its entries go to the module as ``restore``, which fills what the registry lacks (a rebuilt hub).
-After a run that is not in check mode, the copy is written again from what the registry holds now.
+After a run that is not in check mode, the copy is written again from what the registry holds now. With
+``hub_paths``, the registry's, the keys' and the records' paths are the hub's own (filter hub_paths).
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.hubspoke.revtunnel.plugins.filter.hub_paths import hub_paths
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _records
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._registry import document
 from ansible_collections.hubspoke.revtunnel.plugins.plugin_utils import _records_files
 
 MODULE = "hubspoke.revtunnel.spoke_registry"
+
+
+def with_hub_paths(task_args, hostvars):
+    """The task's arguments; with hub_paths, the paths it does not give are those of the hub it names (hub_paths)."""
+    args = dict(task_args)
+    if not boolean(args.pop("hub_paths", False), strict=False):
+        return args
+    # The hub's own paths from its inventory, for a playbook that runs without the hub role (a key rotation).
+    hub = args.get("hub")
+    if not hub or hub not in hostvars:
+        raise AnsibleActionFail(f"hub_paths needs hub, the inventory name of a hub, got {hub!r}")
+    paths = hub_paths(hostvars[hub])
+    for option, key in (("path", "registry"), ("authorized_keys", "authorized_keys"),
+                        ("authorized_keys_group", "user"), ("records_dir", "records_dir")):
+        args.setdefault(option, paths[key])
+    return args
 
 
 class ActionModule(ActionBase):
@@ -26,7 +45,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        args, directory, hub = _records_files.take_records_args(self._task.args, task_vars)
+        task_args = with_hub_paths(self._task.args, task_vars.get("hostvars", {}))
+        args, directory, hub = _records_files.take_records_args(task_args, task_vars)
         secret = records = None
         if directory:
             try:

@@ -405,9 +405,45 @@ def operators(value, spokes, what="revtunnel_operators"):
     return errors
 
 
-def check_hub(values):
-    """The hub role's values."""
+def truthy(value):
+    """A switch that boolean() accepted, read as Ansible's bool filter reads it."""
+    return value is True or (is_int(value) and value == 1) or (
+        isinstance(value, str) and value.strip().lower() in ("y", "yes", "on", "1", "true", "t"))
+
+
+def hub_system(text):
+    """{key: value} of the hub preflight's one read of the hub: 'include=0', 'iptables=0', 'ports=32768 60999'."""
+    found = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            found[key.strip()] = value.strip()
+    return found
+
+
+def hub_system_errors(system, restrict_local_access):
+    """What the hub's system lacks (SYSTEM from hub_system) for sshd's drop-in and the local access limit."""
     errors = []
+    if system.get("include", "0") != "0":
+        errors.append("/etc/ssh/sshd_config has no 'Include /etc/ssh/sshd_config.d/*.conf', so the tunnel account's "
+                      "restrictions would be ignored; add that line at the top of sshd_config and run again")
+    if truthy(restrict_local_access) and system.get("iptables", "0") != "0":
+        errors.append("revtunnel_hub_restrict_local_access needs /usr/sbin/iptables and /usr/sbin/ip6tables; install "
+                      "the iptables package on the hub or set it to false")
+    return errors
+
+
+def check_hub(values):
+    """The hub role's values; with hub_system (the preflight's read of the hub), what the hub's system lacks."""
+    errors = []
+    system = hub_system(values.get("hub_system"))
+    hubs, spokes = list(values.get("hubs") or ()), list(values.get("spokes") or ())
+    if "hubs" in values and not hubs:
+        errors.append("the inventory group 'hub' holds no host; put the hub (or the hubs) in it")
+    both = [hub for hub in hubs if hub in spokes]
+    if both:
+        errors.append(f"host(s) {', '.join(map(str, both))} are in both groups 'hub' and "
+                      f"'{values.get('revtunnel_spokes_group', 'spokes')}': a host is either the hub or a spoke")
     for hub in values.get("hubs") or ():
         try:
             inventory_name(hub, "hub")
@@ -449,7 +485,7 @@ def check_hub(values):
                   for n in ("revtunnel_port_range_start", "revtunnel_port_range_end")]
     except RuleError:
         bounds = None
-    overlap = bounds and ephemeral_overlap(*bounds, values.get("local_port_range"))
+    overlap = bounds and ephemeral_overlap(*bounds, system.get("ports", values.get("local_port_range")))
     if overlap:
         errors.append(
             f"the spokes' port range {bounds[0]}-{bounds[1]} (revtunnel_port_range_start, revtunnel_port_range_end) "
@@ -462,7 +498,8 @@ def check_hub(values):
             _collect(errors, boolean, values[name], name)
     if str(values.get("revtunnel_metrics")).lower() not in ("true", "false", "yes", "no", "auto"):
         errors.append(f"revtunnel_metrics ({values.get('revtunnel_metrics')!r}) must be auto, true or false")
-    errors.extend(operators(values.get("revtunnel_operators"), set(values.get("spokes") or ())))
+    errors.extend(operators(values.get("revtunnel_operators"), set(spokes)))
+    errors.extend(hub_system_errors(system, values.get("revtunnel_hub_restrict_local_access")))
     return errors
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _fs
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set import FileSetError, ensure_directory
 
 PRIVATE_MODE = 0o600
@@ -89,6 +90,33 @@ def ensure_key(path, run, ssh_keygen="/usr/bin/ssh-keygen", comment="", uid=None
     if os.path.exists(public_path) and _fix_attributes(public_path, PUBLIC_MODE, uid, gid, check_mode):
         changed = True
     return KeyResult(changed=changed, created=created, public_key=public_key)
+
+
+def next_path(path):
+    """Where a rotation keeps its next key until every hub trusts it."""
+    return path + ".next"
+
+
+def make_next(path, run, **options):
+    """(the current key's KeyResult, the next key's): the next key is made beside the current one, or the one a
+    rotation cut short left there is kept, since a hub may already trust it."""
+    return ensure_key(path, run, **options), ensure_key(next_path(path), run, **options)
+
+
+def promote_next(path, run, check_mode=False, **options):
+    """Put the next key (private, then public) in place of the current one, when there is one; the KeyResult of
+    the key in place now. Run again after a rotation that finished, it finds no next key and changes nothing."""
+    moved = os.path.exists(next_path(path))
+    if moved and not check_mode:
+        os.replace(next_path(path), path)
+        if os.path.exists(next_path(path) + ".pub"):
+            os.replace(next_path(path) + ".pub", path + ".pub")
+        _fs.fsync_dir(os.path.dirname(os.path.abspath(path)))
+    if moved and check_mode:
+        return KeyResult(changed=True, created=False, public_key=_stored_public_key(next_path(path) + ".pub"))
+    result = ensure_key(path, run, check_mode=check_mode, **options)
+    result.changed = result.changed or moved
+    return result
 
 
 def _stored_public_key(path):

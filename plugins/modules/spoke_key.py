@@ -44,6 +44,16 @@ options:
         mended first, with this octal mode, for example V(0700), owned by O(owner) and O(group).
     type: str
     version_added: 1.1.0
+  next:
+    description:
+      - A key rotation's steps, for the C(rotate) entry point of the C(spoke) role.
+      - V(make) also makes the next key at C(<path>.next), or keeps the one a rotation cut short left there (a hub
+        may already trust it), and returns it as RV(next_public_key).
+      - V(promote) puts C(<path>.next) and its C(.pub) in place of the current key, when they are there, and
+        returns the key in place then.
+    type: str
+    choices: [make, promote]
+    version_added: 1.2.0
   ssh_keygen:
     description:
       - Path of C(ssh-keygen).
@@ -84,6 +94,11 @@ public_key:
   returned: always
   type: str
   sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHm1M5nVn8x1d5b7b0c7xJ0oQyqK2p6xH2Q9nq8w3Zb
+next_public_key:
+  description: With O(next=make), the next key's public key, C(type base64) without comment.
+  returned: with O(next=make)
+  type: str
+  sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq0pcyR6u8wS3pfTt0m2zGk2y7m6w2dL3rQ4m9l5nXb
 created:
   description: Whether a new key was made in this run.
   returned: always
@@ -102,6 +117,8 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils._file_set impor
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import (  # noqa: E402
     SpokeKeyError,
     ensure_key,
+    make_next,
+    promote_next,
 )
 
 
@@ -113,6 +130,7 @@ def main():
             group=dict(type="str"),
             comment=dict(type="str", default=""),
             directory_mode=dict(type="str"),
+            next=dict(type="str", choices=["make", "promote"]),
             ssh_keygen=dict(type="path", default="/usr/bin/ssh-keygen"),
         ),
         supports_check_mode=True,
@@ -120,14 +138,23 @@ def main():
     params = module.params
     try:
         uid, gid = account_ids(params["owner"], params["group"], module.check_mode)
-        result = ensure_key(params["path"], module.run_command, ssh_keygen=params["ssh_keygen"],
-                            comment=params["comment"], uid=uid, gid=gid, check_mode=module.check_mode,
-                            directory_mode=parse_mode("directory_mode", params["directory_mode"]))
+        options = dict(ssh_keygen=params["ssh_keygen"], comment=params["comment"], uid=uid, gid=gid,
+                       check_mode=module.check_mode,
+                       directory_mode=parse_mode("directory_mode", params["directory_mode"]))
+        extra = {}
+        if params["next"] == "make":
+            result, upcoming = make_next(params["path"], module.run_command, **options)
+            result.changed = result.changed or upcoming.changed
+            extra["next_public_key"] = upcoming.public_key or ""
+        elif params["next"] == "promote":
+            result = promote_next(params["path"], module.run_command, **options)
+        else:
+            result = ensure_key(params["path"], module.run_command, **options)
     except (SpokeKeyError, FileSetError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"cannot keep the tunnel key {params['path']}: {exc}", exception=traceback.format_exc())
-    module.exit_json(changed=result.changed, created=result.created, public_key=result.public_key or "")
+    module.exit_json(changed=result.changed, created=result.created, public_key=result.public_key or "", **extra)
 
 
 if __name__ == "__main__":

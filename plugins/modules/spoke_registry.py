@@ -168,6 +168,15 @@ options:
   hub:
     description: The name of the hub's records, by default the inventory name of the host. Action plugin option.
     type: str
+  hub_paths:
+    description:
+      - Take O(path), O(authorized_keys), O(authorized_keys_group) and O(records_dir), when not given, from the
+        inventory variables of the hub that O(hub) names, or the hub role's defaults (the
+        P(hubspoke.revtunnel.hub_paths#filter) filter), for a playbook that runs without the hub role, such as the
+        C(rotate) entry point of the C(spoke) role. Action plugin option.
+    type: bool
+    default: false
+    version_added: 1.2.0
   restore:
     description:
       - The entries of the controller's copy of this hub's records, from spoke name to C(ports), C(keys) and
@@ -342,7 +351,7 @@ listeners:
   description:
     - The socket inodes listening on each registered port when the run read them, from port to inodes. A tunnel
       restarted later in the play holds another socket, which tells its new session from this one.
-  returned: success, with O(spokes) and not in check mode
+  returned: success, with O(spokes) or O(trust) (the trusted spokes' ports only), and not in check mode
   type: dict
   sample: {"10000": ["123456"]}
 records_written:
@@ -425,6 +434,7 @@ def main():
             # read by the action plugin on the controller, which never passes them on
             records_dir=dict(type="path"),
             hub=dict(type="str"),
+            hub_paths=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -238,8 +238,12 @@ def _transaction(path, request, range_start, range_end, prune, check_mode, liste
     result.keys_added = _key_labels(spokes, current)
     result.keys_removed = _key_labels(current, spokes)
     result.range = stored_range
-    if request.spokes is not None and not check_mode:
-        result.listeners = {str(port): listening[port] for entry in spokes.values()
+    if (request.spokes is not None or request.trust) and not check_mode:
+        # A trust starts a key rotation: its spokes' listeners tell the session of the new key from the old one's.
+        if request.spokes is None:
+            listening = _listening(check_mode, listening_ports, proc_net_paths)
+        named = spokes if request.spokes is not None else {name: spokes[name] for name, _key in request.trust}
+        result.listeners = {str(port): listening[port] for entry in named.values()
                             for port in entry["ports"].values() if listening.get(port)}
 
     if raw is None:

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import group, journal, lab_host
+from conftest import group, journal, lab_host, run_playbook
 
 SPOKE = "rt-d2-spoke-a"
 INTERVAL = 5
@@ -104,3 +104,18 @@ def test_the_metrics_unit_is_sandboxed():
     assert score <= 2.0, out
     assert hub.run("systemctl is-failed revtunnel-metrics.service").stdout.strip() != "failed", \
         journal(hub, "revtunnel-metrics.service")
+
+
+def test_switched_off_the_timer_stops_and_its_units_and_output_go_then_it_comes_back():
+    # Last in this file: the journal history above is read before the timer is stopped.
+    hub = lab_host(hub_name())
+    off = run_playbook("site.yml", "--limit", hub_name(), "-e", "revtunnel_metrics=false")
+    assert off.returncode == 0, off.stdout[-3000:] + off.stderr
+    assert not hub.service("revtunnel-metrics.timer").is_running
+    for path in ("/etc/systemd/system/revtunnel-metrics.service", "/etc/systemd/system/revtunnel-metrics.timer", PROM):
+        assert not hub.file(path).exists, path
+    on = run_playbook("site.yml", "--limit", hub_name())
+    assert on.returncode == 0, on.stdout[-3000:] + on.stderr
+    assert hub.service("revtunnel-metrics.timer").is_enabled
+    assert hub.service("revtunnel-metrics.timer").is_running, journal(hub, "revtunnel-metrics.timer")
+    wait_value(hub, 1, 60)

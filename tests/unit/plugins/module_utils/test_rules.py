@@ -226,3 +226,35 @@ def test_a_switch_that_is_not_a_boolean_is_refused_not_read_as_false(name, value
 def test_a_spoke_state_other_than_present_or_absent_is_refused(value):
     errors = _rules.check_spoke({**SPOKE, "revtunnel_state": value})
     assert len(errors) == 1 and "revtunnel_state" in errors[0], errors
+
+
+SYSTEM_OK = "include=0\niptables=0\nports=32768\t60999\n"
+
+
+def test_the_hubs_system_read_passes_when_sshd_reads_dropins_and_iptables_is_there():
+    assert _rules.check_hub({**HUB, "hub_system": SYSTEM_OK, "revtunnel_hub_restrict_local_access": True}) == []
+
+
+def test_an_sshd_that_ignores_dropins_is_refused_naming_the_line_to_add():
+    errors = _rules.check_hub({**HUB, "hub_system": SYSTEM_OK.replace("include=0", "include=1")})
+    assert errors == [e for e in errors if "Include /etc/ssh/sshd_config.d/*.conf" in e] and len(errors) == 1
+
+
+@pytest.mark.parametrize("switch, refused", [(True, True), ("yes", True), ("off ", False), (False, False)])
+def test_the_local_access_limit_without_iptables_is_refused_only_when_asked_for(switch, refused):
+    errors = _rules.check_hub({**HUB, "hub_system": SYSTEM_OK.replace("iptables=0", "iptables=1"),
+                               "revtunnel_hub_restrict_local_access": switch})
+    assert errors == (["revtunnel_hub_restrict_local_access needs /usr/sbin/iptables and /usr/sbin/ip6tables; "
+                       "install the iptables package on the hub or set it to false"] if refused else [])
+
+
+def test_the_ephemeral_range_is_read_from_the_hubs_system_read():
+    errors = _rules.check_hub({**HUB, "hub_system": "include=0\niptables=0\nports=10500 60999\n"})
+    assert len(errors) == 1 and "ephemeral ports 10500-60999" in errors[0], errors
+
+
+def test_an_empty_hub_group_and_a_host_in_both_groups_are_refused():
+    assert _rules.check_hub({**HUB, "hubs": []}) == ["the inventory group 'hub' holds no host; put the hub (or the "
+                                                     "hubs) in it"]
+    errors = _rules.check_hub({**HUB, "hubs": ["pc-1"], "revtunnel_spokes_group": "lab"})
+    assert "host(s) pc-1 are in both groups 'hub' and 'lab': a host is either the hub or a spoke" in errors, errors

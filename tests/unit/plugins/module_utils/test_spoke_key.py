@@ -10,7 +10,12 @@ import os
 import subprocess
 
 import pytest
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import SpokeKeyError, ensure_key
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._spoke_key import (
+    SpokeKeyError,
+    ensure_key,
+    make_next,
+    promote_next,
+)
 
 
 def run(argv):
@@ -74,3 +79,29 @@ def test_a_file_where_the_key_directory_belongs_is_named(tmp_path):
     (tmp_path / "home").write_text("not a directory")
     with pytest.raises(SpokeKeyError, match="is not a directory"):
         ensure_key(str(tmp_path / "home" / "id_ed25519"), run, directory_mode=0o700)
+
+
+def test_a_rotation_makes_the_next_key_once_and_reuses_it_when_cut_short(tmp_path):
+    key = tmp_path / "id_ed25519"
+    current = ensure_key(str(key), run).public_key
+    old, new = make_next(str(key), run, comment="pc-1")
+    assert old.public_key == current and new.created and new.public_key != current
+    assert (tmp_path / "id_ed25519.next").exists() and (tmp_path / "id_ed25519.next.pub").exists()
+    # A run cut short after the hubs trusted the next key: the next run hands them the same one.
+    again_old, again_new = make_next(str(key), run, comment="pc-1")
+    assert again_old.public_key == current and again_new.public_key == new.public_key and not again_new.changed
+
+
+def test_the_next_key_takes_the_current_ones_place_once(tmp_path):
+    key = tmp_path / "id_ed25519"
+    ensure_key(str(key), run)
+    _old, new = make_next(str(key), run)
+    checked = promote_next(str(key), run, check_mode=True)
+    assert checked.changed and checked.public_key == new.public_key and (tmp_path / "id_ed25519.next").exists()
+    promoted = promote_next(str(key), run)
+    assert promoted.changed and promoted.public_key == new.public_key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["id_ed25519", "id_ed25519.pub"]
+    assert (tmp_path / "id_ed25519.pub").read_text().split()[:2] == new.public_key.split()
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    finished = promote_next(str(key), run)
+    assert not finished.changed and finished.public_key == new.public_key

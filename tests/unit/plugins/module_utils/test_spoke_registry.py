@@ -602,3 +602,21 @@ def test_with_a_group_authorized_keys_is_readable_by_that_group_alone_and_mended
     with pytest.raises(RuleError, match="authorized_keys_group 'no-such-group-here' does not exist"):
         sync_registry(path=str(registry), authorized_keys=str(keys), authorized_keys_group="no-such-group-here",
                       spokes=[{"name": "a", "key": KEY_A}], listening_ports=set())
+
+
+def test_a_trust_returns_the_listeners_of_the_spokes_ports_for_the_rotations_banner_check(paths):
+    # A real listening socket read from /proc: the session that holds the port before the tunnel restarts.
+    import socket
+
+    with socket.socket() as held, socket.socket() as other:
+        held.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", 0))
+        held.listen()
+        other.listen()
+        port, other_port = held.getsockname()[1], other.getsockname()[1]
+        low, high = sorted((port, other_port))
+        sync(paths, [{"name": "a", "key": KEY_A, "port": port}, {"name": "b", "key": KEY_C, "port": other_port}],
+             start=low, end=high)
+        result = sync(paths, trust=[{"name": "a", "key": KEY_B}], listening_ports=None)
+        assert result.listeners == {str(port): [str(os.fstat(held.fileno()).st_ino)]}, result.listeners
+        assert sync(paths, trust=[{"name": "a", "key": KEY_B}], listening_ports=None, check_mode=True).listeners == {}

@@ -59,7 +59,7 @@ def outcome(tmp_path_factory, collections_root):
 def test_a_range_inside_the_hubs_ephemeral_ports_stops_the_run_naming_both_bounds(outcome):
     # Red team red2: connect() took a spoke's port from that range, unseen by the bind filter.
     name, result = outcome["hub-ephemeral"]
-    assert name.endswith("Check the hub's inventory, accounts, paths, limits and operators"), name
+    assert name.endswith("Check the hub's inventory, accounts, paths, limits, operators and system"), name
     for word in ("Hub hub-ephemeral: ", "revtunnel_port_range_start, revtunnel_port_range_end",
                  "net.ipv4.ip_local_port_range"):
         assert word in result["msg"], result["msg"]
@@ -67,5 +67,5 @@ def test_a_range_inside_the_hubs_ephemeral_ports_stops_the_run_naming_both_bound
 
 def test_a_switch_that_is_not_a_boolean_stops_the_run_naming_it(outcome):
     name, result = outcome["hub-switch"]
-    assert name.endswith("Check the hub's inventory, accounts, paths, limits and operators"), name
+    assert name.endswith("Check the hub's inventory, accounts, paths, limits, operators and system"), name
     assert "revtunnel_hub_bind_filter ('ture') must be true or false" in result["msg"], result["msg"]

@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, hubspoke.revtunnel contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""unit_set's order of steps with real files and a recorded systemctl: what runs, when, and what a failure says.
+systemd itself running, restarting and stopping the hub's units is the day2 and security labs' (metrics timer,
+reaper, local access limit)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._unit_set import UnitError, apply_units
+
+UNIT = "revtunnel-x.service"
+
+
+class Systemd:
+    """systemctl and journalctl as run() sees them: show answers with STATE, FAILS names a refused verb."""
+
+    def __init__(self, active="inactive", enabled="disabled", loaded="loaded", fails=()):
+        self.state = {"LoadState": loaded, "ActiveState": active, "UnitFileState": enabled, "NeedDaemonReload": "no"}
+        self.fails, self.calls = fails, []
+
+    def __call__(self, argv):
+        if argv[0] == "journalctl":
+            return 0, "iptables: Permission denied (you must be root)\n", ""
+        if argv[1] == "show":
+            return 0, f"Id={UNIT}\n" + "".join(f"{k}={v}\n" for k, v in self.state.items()), ""
+        self.calls.append(" ".join(argv[1:]))
+        return (1, "", f"Job for {UNIT} failed.") if argv[1] in self.fails else (0, "", "")
+
+
+def unit_file(tmp_path, content=b"[Service]\n", state="present"):
+    entry = {"path": str(tmp_path / UNIT), "mode": 0o644, "uid": None, "gid": None, "state": state}
+    if state == "present":
+        entry["content"] = content
+    return entry
+
+
+def test_a_new_unit_is_read_enabled_and_started_then_left_alone(tmp_path):
+    systemd = Systemd()
+    result = apply_units(systemd, [], [unit_file(tmp_path)], [UNIT])
+    assert systemd.calls == ["daemon-reload", f"enable {UNIT}", f"start {UNIT}"] and result.changed
+    systemd.state.update(ActiveState="active", UnitFileState="enabled")
+    systemd.calls.clear()
+    again = apply_units(systemd, [], [unit_file(tmp_path)], [UNIT], restart=True)
+    assert systemd.calls == [] and not again.changed
+
+
+def test_a_changed_file_restarts_a_running_unit_only_when_asked(tmp_path):
+    systemd = Systemd(active="active", enabled="enabled")
+    apply_units(systemd, [], [unit_file(tmp_path)], [UNIT])
+    assert systemd.calls == ["daemon-reload"]
+    systemd.calls.clear()
+    result = apply_units(systemd, [], [unit_file(tmp_path, b"[Service]\nX=1\n")], [UNIT], restart=True)
+    assert systemd.calls == ["daemon-reload", f"restart {UNIT}"] and result.units[UNIT]["restarted"]
+
+
+def test_a_unit_that_does_not_start_fails_with_its_journal(tmp_path):
+    systemd = Systemd(fails=("start",))
+    expected = f"(?s)systemctl start {UNIT} failed: Job for .*journal of {UNIT} says:\niptables: Permission denied"
+    with pytest.raises(UnitError, match=expected):
+        apply_units(systemd, [], [unit_file(tmp_path)], [UNIT])
+
+
+def test_absent_stops_the_unit_while_its_file_is_there_then_removes_it(tmp_path):
+    apply_units(Systemd(), [], [unit_file(tmp_path)], [UNIT])
+    systemd = Systemd(active="active", enabled="enabled")
+    seen = []
+    original = systemd.__call__
+
+    def run(argv):
+        if argv[1:2] == ["disable"]:
+            seen.append((tmp_path / UNIT).exists())
+        return original(argv)
+
+    result = apply_units(run, [], [unit_file(tmp_path, state="absent")], [UNIT], state="absent")
+    assert systemd.calls == [f"disable --now {UNIT}", "daemon-reload"] and seen == [True]
+    assert not (tmp_path / UNIT).exists() and result.changed
+    gone = Systemd(loaded="not-found", active="inactive", enabled="")
+    assert not apply_units(gone, [], [unit_file(tmp_path, state="absent")], [UNIT], state="absent").changed
+    assert gone.calls == []
+
+
+def test_check_mode_reports_and_only_asks(tmp_path):
+    systemd = Systemd(loaded="not-found", enabled="")
+    result = apply_units(systemd, [], [unit_file(tmp_path)], [UNIT], check_mode=True)
+    assert result.changed and result.reloaded and result.units[UNIT]["started"] and systemd.calls == []
+    assert not (tmp_path / UNIT).exists()
