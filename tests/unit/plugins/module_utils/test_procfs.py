@@ -122,4 +122,5 @@ def test_the_look_agrees_with_the_single_reads_on_this_machine():
     with open("/proc/self/comm", encoding="utf-8") as handle:
         comm = handle.read().rstrip("\n")
     assert proc.processes()[os.getpid()] == (os.getppid(), proc.start_ticks(os.getpid()), comm)
-    assert proc.look("nobody-here").btime == proc.boot_time() is not None
+    btime = proc.boot_time()
+    assert btime is not None and proc.look("nobody-here").btime == btime

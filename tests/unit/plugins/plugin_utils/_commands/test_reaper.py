@@ -770,8 +770,7 @@ def test_a_pid_reused_with_new_start_ticks_is_not_taken_for_the_old_session(run,
     assert FP_KEY_B not in run.book.sessions, "the booked session of the old process is forgotten"
 
 
-def test_the_registry_is_parsed_once_per_change_and_a_change_is_seen_at_the_next_round(run, fake, tmp_path,
-                                                                                     monkeypatch):
+def test_the_registry_is_parsed_once_per_change_and_seen_at_the_next_round(run, fake, tmp_path, monkeypatch):
     parsed = []
     real = script.document.read_spokes
     monkeypatch.setattr(script.document, "read_spokes", lambda path: parsed.append(path) or real(path))
