@@ -14,6 +14,7 @@ tests point at a fake tree.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import pwd
@@ -245,12 +246,58 @@ def destroy_time_wait(port):
     return ended
 
 
+# The command names (stat's field 2) of sshd's session monitor: OpenSSH 9.2 and OpenSSH 10.
+MONITOR_COMMS = frozenset({"sshd", "sshd-session"})
+
+
+@functools.lru_cache(maxsize=8)
+def _monitor_title(user):
+    """The title of sshd's privileged monitor of a session of USER: "sshd: USER [priv]" or "sshd-session: ..."."""
+    return re.compile(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$")
+
+
+def parse_stat(raw: bytes) -> tuple[int, int, str] | None:
+    """(parent pid, start ticks, command name) of one /proc/PID/stat, or None when it does not parse."""
+    text = raw.decode("utf-8", "replace")
+    # The command name may hold spaces and parentheses: it ends at the last ')'.
+    close = text.rfind(")")
+    fields = text[close + 2:].split()
+    try:
+        return int(fields[1]), int(fields[19]), text[text.find("(") + 1:close]
+    except (IndexError, ValueError):
+        return None
+
+
+class Look:
+    """One pass over /proc: {pid: (parent pid, start ticks, command name)} of every process, the monitors of the
+    tunnel account's sessions among them (sorted), each one's children, and the boot time, for one round."""
+
+    def __init__(self, processes: dict[int, tuple[int, int, str]], monitors: list[int], btime: int | None):
+        self.processes = processes
+        self.monitors = monitors
+        self.btime = btime
+        self._monitors = set(monitors)
+        self.children: dict[int, list[int]] = {}
+        for pid in sorted(processes):
+            self.children.setdefault(processes[pid][0], []).append(pid)
+
+    def start_ticks(self, pid: int) -> int | None:
+        found = self.processes.get(pid)
+        return found[1] if found else None
+
+    def is_monitor(self, pid: int, start_ticks: int | None) -> bool:
+        """Whether PID, started at START_TICKS, was a monitor of the account's sessions in this look."""
+        return pid in self._monitors and start_ticks is not None and self.start_ticks(pid) == start_ticks
+
+
 class Proc:
     """The few facts the reaper reads from /proc (a fake tree in tests)."""
 
     def __init__(self, root: Path = Path("/proc"), hertz: int = 100):
         self.root = Path(root)
         self.hertz = hertz
+        # {(pid, start ticks, command name, user): whether a monitor}: the answers that last the process's life.
+        self._verdicts: dict[tuple[int, int, str, str], bool] = {}
 
     def start_ticks(self, pid: int) -> int | None:
         """Field 22 of /proc/PID/stat (start time since boot, in clock ticks), or None if gone."""
@@ -275,14 +322,24 @@ class Proc:
         # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
         return stat[stat.rfind(")") + 2:].split()
 
-    def started_at(self, start_ticks: int | None) -> float | None:
-        """The wall-clock time a process started: the kernel's boot time plus its start ticks."""
+    def boot_time(self) -> int | None:
+        """The kernel's boot time (btime of /proc/stat, wall-clock seconds), or None when it cannot be read.
+
+        The kernel derives it from the wall clock, so a clock step moves it: read it once per look, not once a boot.
+        """
+        try:
+            return next(int(line.split()[1]) for line in (self.root / "stat").read_text().splitlines()
+                        if line.startswith("btime "))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return None
+
+    def started_at(self, start_ticks: int | None, btime: int | None = None) -> float | None:
+        """The wall-clock time a process started: the kernel's boot time (BTIME, else read now) plus its ticks."""
         if start_ticks is None:
             return None
-        try:
-            btime = next(int(line.split()[1]) for line in (self.root / "stat").read_text().splitlines()
-                         if line.startswith("btime "))
-        except (OSError, StopIteration, ValueError, IndexError):
+        if btime is None:
+            btime = self.boot_time()
+        if btime is None:
             return None
         return btime + start_ticks / self.hertz
 
@@ -310,7 +367,7 @@ class Proc:
         can take that title, not root's uid: a process of another account is never the monitor.
         """
         title = self.title(pid)
-        if title is None or re.match(r"^sshd(-session)?: " + re.escape(user) + r" \[priv\]$", title) is None:
+        if title is None or _monitor_title(user).match(title) is None:
             return False
         uids = self.uids(pid)
         return bool(uids) and all(u == 0 for u in uids)
@@ -338,6 +395,72 @@ class Proc:
                 found.setdefault(parent, []).append(pid)
         return found
 
+    def processes(self) -> dict[int, tuple[int, int, str]]:
+        """{pid: (parent pid, start ticks, command name)} of every process: one read of each one's stat."""
+        found = {}
+        root = str(self.root)
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return found
+        for name in names:
+            if not name.isdigit():
+                continue
+            try:
+                handle = os.open(f"{root}/{name}/stat", os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                raw = os.read(handle, 4096)
+            except OSError:
+                continue
+            finally:
+                os.close(handle)
+            parsed = parse_stat(raw)
+            if parsed is not None:
+                found[int(name)] = parsed
+        return found
+
+    def look(self, user: str) -> Look:
+        """Every process once, and which of them are monitors of a session of USER (see Look).
+
+        Only sshd's own binaries are asked for their title and uids (the monitor is always one of them, and journald
+        names the same command for its lines), and each process only until its answer can no longer change: a
+        monitor stays one until it exits, and a process of another account never becomes root's monitor (short of
+        root's help, which is out of scope). A root sshd process that is not a monitor yet (before its login) is
+        asked again at every look. A process is known by its pid, start ticks and command name: a reused pid or an
+        exec is a new process.
+        """
+        processes = self.processes()
+        lasting, monitors = {}, []
+        for pid in sorted(processes):
+            _ppid, ticks, comm = processes[pid]
+            if comm not in MONITOR_COMMS:
+                continue
+            key = (pid, ticks, comm, user)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict, lasts = self._monitor_verdict(pid, user)
+            else:
+                lasts = True
+            if lasts:
+                lasting[key] = verdict
+            if verdict:
+                monitors.append(pid)
+        self._verdicts = lasting
+        return Look(processes, monitors, self.boot_time())
+
+    def _monitor_verdict(self, pid: int, user: str) -> tuple[bool, bool]:
+        """(whether PID is a monitor of a session of USER, whether that answer lasts the process's life)."""
+        title = self.title(pid)
+        uids = self.uids(pid) if title is not None else None
+        if not uids:
+            return False, False
+        if any(u != 0 for u in uids):
+            return False, True
+        monitor = _monitor_title(user).match(title) is not None
+        return monitor, monitor
+
     def socket_inodes(self, pid: int) -> set[int]:
         """The inodes of the sockets PID holds. Raises PermissionError without CAP_SYS_PTRACE."""
         found = set()
@@ -364,7 +487,18 @@ class Proc:
 
         Raises PermissionError when the fds of the session's unprivileged child cannot be read.
         """
-        return any(self.socket_inodes(pid) & listening for pid in [monitor, *children.get(monitor, [])])
+        return self.held_listener(monitor, listening, children) is not None
+
+    def held_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> int | None:
+        """The inode of a listening socket the session of MONITOR (it or its children) holds, or None.
+
+        Raises PermissionError when the fds of the session's unprivileged child cannot be read.
+        """
+        for pid in [monitor, *children.get(monitor, [])]:
+            held = self.socket_inodes(pid) & listening
+            if held:
+                return min(held)
+        return None
 
     def socket_holders(self, inodes: set[int]) -> dict[int, list[int]]:
         """{inode: [pids]} of the processes holding these socket inodes, for the processes whose fds can be read

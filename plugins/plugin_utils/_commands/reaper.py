@@ -237,6 +237,14 @@ class SessionBook:
     def find(self, pid: int) -> Session | None:
         return next((s for sessions in self.sessions.values() for s in sessions if s.pid == pid), None)
 
+    def by_pid(self) -> dict[int, Session]:
+        """{pid: session} of the book in one pass: what find() answers, for every pid at once."""
+        found: dict[int, Session] = {}
+        for sessions in self.sessions.values():
+            for session in sessions:
+                found.setdefault(session.pid, session)
+        return found
+
     def accepted(self, new: Session, now: float, alive: Callable[[Session], bool],
                  spoke_live: Callable[..., bool] = lambda _s, _older=(): False) -> Decision:
         """Record NEW; decide which older sessions of its key to terminate.
@@ -423,6 +431,12 @@ class Reaper:
         self.squatted_ports = {}
         # (the registry's and authorized_keys' file_stamp, the keys read from them)
         self.trusted = None
+        # (the registry's file_stamp, its spokes) and (those spokes, the keys they record): read again on a change.
+        self.spokes_read = None
+        self.spokes_keys = None
+        # {(monitor pid, start ticks): the inode of a listener its session was seen holding}: while that inode
+        # listens, the session still holds it, and its fds are not read again.
+        self.held = {}
 
     # --- what the hub holds -----------------------------------------------------------------------------
 
@@ -431,10 +445,23 @@ class Reaper:
         return _procfs.tcp_sockets((str(self.proc.root / "net" / "tcp"), str(self.proc.root / "net" / "tcp6")))
 
     def registry_spokes(self):
+        """The registry's spokes, parsed again only when the file changed (it is replaced at every write); {} while
+        it cannot be read, and then read again at the next look."""
+        stamp = file_stamp(self.args.registry)
+        if stamp is not None and self.spokes_read is not None and self.spokes_read[0] == stamp:
+            return self.spokes_read[1]
         try:
-            return document.read_spokes(self.args.registry)
+            spokes = document.read_spokes(self.args.registry)
         except (OSError, ValueError):
             return {}
+        self.spokes_read = (stamp, spokes) if stamp is not None else None
+        return spokes
+
+    def recorded_keys(self, spokes):
+        """The keys SPOKES record (no authorized_keys fallback), computed once per registry read."""
+        if self.spokes_keys is None or self.spokes_keys[0] is not spokes:
+            self.spokes_keys = (spokes, trusted_keys(spokes, document.fingerprints(spokes)))
+        return self.spokes_keys[1]
 
     def observe(self, sockets, now):
         """Note when each listener on a port was first seen; {port: when the newest of its listeners was}."""
@@ -581,48 +608,64 @@ class Reaper:
 
     # --- the cap: sessions that hold no port ------------------------------------------------------------
 
-    def holds(self, pid, session, ports, listening, children, since):
+    def holds(self, pid, session, ports, listening, children, since, ticks=None):
         """Whether the session of monitor PID holds a listener: True, False, or None when it cannot be told.
 
         Without reading the session's fds: a key none of whose ports has a listener holds none, and a session that
-        logged in after all its ports' listeners appeared holds none. With the fds (CAP_SYS_PTRACE): exactly.
+        logged in after all its ports' listeners appeared holds none. With the fds (CAP_SYS_PTRACE): exactly, and a
+        session seen holding a listener (the monitor known by its pid and START TICKS) holds it while that socket
+        listens: only the session that bound it holds it, and it stops listening when the session lets it go.
         """
         if session is not None and ports and (not any(port in since for port in ports)
                                               or holds_none_of(session.logged_at, ports, since)):
             return False
         if self.fds_unreadable:
             return None
+        if ticks is not None and self.held.get((pid, ticks)) in listening:
+            return True
         try:
-            return self.proc.holds_listener(pid, listening, children)
+            inode = self.proc.held_listener(pid, listening, children)
         except PermissionError as exc:
             self.fds_unreadable = True
             log(4, f"cannot read the fds of the tunnel sessions ({exc}): without CAP_SYS_PTRACE a session's ports "
                    "are judged by their listeners' age alone (a later session of a key whose ports are held holds "
                    "none of them)")
             return None
+        if ticks is not None:
+            if inode is None:
+                self.held.pop((pid, ticks), None)
+            else:
+                self.held[(pid, ticks)] = inode
+        return inode is not None
 
     def cap(self, sockets=None, spokes=None):
         """End the tunnel sessions that hold no listener: at once when their key's ports are held by an older
         session, after the idle grace otherwise."""
         if self.args.idle_grace <= 0:
             return
-        found = self.proc.tunnel_monitors(self.args.user)
+        # One pass over /proc answers every question of this round but the last one before a signal.
+        look = self.proc.look(self.args.user)
+        found = look.monitors
+        self.held = {key: inode for key, inode in self.held.items() if look.is_monitor(*key)}
         if not found:
-            self.book.prune(self.alive)
+            self.book.prune(lambda session: look.is_monitor(session.pid, session.start_ticks))
             return
         now = time.time()
         sockets = self.sockets() if sockets is None else sockets
         since = self.observe(sockets, now)
-        keys = self.keys() if spokes is None else trusted_keys(spokes, document.fingerprints(spokes))
+        keys = self.keys() if spokes is None else self.recorded_keys(spokes)
         listening = {int(s.inode) for s in sockets if s.state == _procfs.TCP_LISTEN and s.inode.isdigit()}
-        children = self.proc.children()
+        book = self.book.by_pid()
         for pid in found:
-            ticks = self.proc.start_ticks(pid)
-            known = self.book.find(pid)
+            ticks = look.start_ticks(pid)
+            known = book.get(pid)
+            if known is not None and known.start_ticks != ticks:
+                # Its pid was reused since that session was booked (between two looks): another process.
+                known = None
             spoke = keys.get(known.fingerprint) if known else None
             ports = [int(p) for p in spoke.ports.values()] if spoke else []
-            holds = self.holds(pid, known, ports, listening, children, since)
-            started = self.proc.started_at(ticks)
+            holds = self.holds(pid, known, ports, listening, look.children, since, ticks)
+            started = self.proc.started_at(ticks, look.btime)
             newcomer = (holds is False and known is not None and ports and any(p in since for p in ports)
                         and now - (known.logged_at or now) >= NEWCOMER_GRACE)
             useless = newcomer or bool(useless_sessions([(pid, started, holds)], now, self.args.idle_grace))
@@ -633,7 +676,7 @@ class Reaper:
                           f"it has held no forwarded port for {int(self.args.idle_grace)} s")
                 log(5, f"ending session pid {pid} ({who}): {reason}")
                 self.terminate(pid, who)
-        self.book.prune(self.alive)
+        self.book.prune(lambda session: look.is_monitor(session.pid, session.start_ticks))
 
     # --- the guard: no other account holds a spoke's port ----------------------------------------------
 

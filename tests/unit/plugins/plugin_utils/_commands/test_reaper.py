@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -222,11 +223,13 @@ class FakeProc:
         (root / "stat").write_text(f"cpu 1 2 3\nbtime {BTIME}\n")
         self.listening = []
 
-    def add(self, pid, title, uid=0, started=BTIME + 50.0, ppid=1, sockets=()):
+    def add(self, pid, title, uid=0, started=BTIME + 50.0, ppid=1, sockets=(), comm=None):
         d = self.root / str(pid)
-        (d / "fd").mkdir(parents=True)
+        (d / "fd").mkdir(parents=True, exist_ok=True)
         ticks = int((started - BTIME) * HZ)
-        (d / "stat").write_text(f"{pid} (x) S {ppid} " + " ".join(["0"] * 17) + f" {ticks} 0 0")
+        # The kernel's command name is the program's (sshd, sshd-session, python3), whatever title it sets.
+        comm = comm or title.split(":")[0].split()[0]
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} " + " ".join(["0"] * 17) + f" {ticks} 0 0")
         (d / "cmdline").write_bytes(title.encode() + b"\0")
         (d / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
         for n, inode in enumerate(sockets):
@@ -704,3 +707,113 @@ def test_the_reaper_warns_when_the_spokes_ports_overlap_the_kernels_ephemeral_po
     assert bool(lines) == warned, run.logged
     if warned:
         assert "10500-20000" in lines[0] and "10000-10999" in lines[0]
+
+
+# --- One look a second at 1,000 tunnels: what is remembered between looks, and what is read again ----------------
+
+
+def counted_fds(run, monkeypatch):
+    """The pids whose fds the reaper reads, in order."""
+    reads, real = [], run.proc.socket_inodes
+    monkeypatch.setattr(run.proc, "socket_inodes", lambda pid: reads.append(pid) or real(pid))
+    return reads
+
+
+def test_a_session_holding_a_listener_is_not_read_again_until_that_listener_goes(run, fake, monkeypatch):
+    reads = counted_fds(run, monkeypatch)
+    fake.listen(7001)
+    holder = fake.add(500, "sshd: tunnel [priv]", started=BTIME + 1.0)
+    fake.add(510, "sshd: tunnel", uid=997, ppid=holder, sockets=[7001])
+    for _round in range(3):
+        run.cap()
+    assert reads == [500, 510] and run.killed == []
+    # The session lets its listener go: the next look reads its fds again and finds none.
+    fake.listening.clear()
+    write_tcp(fake)
+    run.cap()
+    assert reads == [500, 510, 500, 510] and run.killed == [holder]
+
+
+def test_a_listener_that_moved_to_another_session_is_read_again(run, fake, monkeypatch):
+    reads = counted_fds(run, monkeypatch)
+    fake.listen(7001)
+    first = fake.add(500, "sshd: tunnel [priv]", started=BTIME + 1.0)
+    fake.add(510, "sshd: tunnel", uid=997, ppid=first, sockets=[7001])
+    run.cap()
+    # Its listener is gone and a new one listens, bound by another session: the first holds nothing now.
+    os.remove(fake.root / "510" / "fd" / "0")
+    fake.listening.clear()
+    fake.listen(7002)
+    second = fake.add(501, "sshd: tunnel [priv]", started=BTIME + 2.0)
+    fake.add(511, "sshd: tunnel", uid=997, ppid=second, sockets=[7002])
+    run.cap()
+    assert reads == [500, 510, 500, 510, 501, 511] and run.killed == [first]
+
+
+def test_a_pid_reused_with_new_start_ticks_is_not_taken_for_the_old_session(run, fake, monkeypatch):
+    reads = counted_fds(run, monkeypatch)
+    fake.listen(7001)
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 1.0)
+    fake.add(510, "sshd: tunnel", uid=997, ppid=500, sockets=[7001])
+    run.book.record(replace(accepted(500, fp=FP_KEY_B), start_ticks=100, logged_at=BTIME + 1.2))
+    run.cap()
+    assert run.killed == [] and reads == [500, 510]
+    # That session ends; a new monitor gets pid 500 and holds nothing, while its old listener is now another's.
+    shutil.rmtree(fake.root / "510")
+    fake.add(500, "sshd: tunnel [priv]", started=BTIME + 30.0)
+    fake.add(520, "sshd: tunnel", uid=997, ppid=fake.add(502, "sshd: tunnel [priv]", started=BTIME + 25.0),
+             sockets=[7001])
+    run.cap()
+    assert reads[2:] == [500, 502, 520], "pid 500's fds are read again: it is another process"
+    assert run.killed == [500]
+    assert "unknown key" in run.logged[-1][1], "the new process is not taken for the booked session"
+    assert FP_KEY_B not in run.book.sessions, "the booked session of the old process is forgotten"
+
+
+def test_the_registry_is_parsed_once_per_change_and_seen_at_the_next_round(run, fake, tmp_path, monkeypatch):
+    parsed = []
+    real = script.document.read_spokes
+    monkeypatch.setattr(script.document, "read_spokes", lambda path: parsed.append(path) or real(path))
+    monkeypatch.setattr(run.proc, "socket_inodes", fds_denied)
+    run.tunnel_uid = 997
+    # A session of key B logged in after port 10001 had its listener: once B's port is known, it holds none.
+    fake.add(501, "sshd: tunnel [priv]", started=BTIME + 90.0)
+    run.book.record(replace(accepted(501, addr="10.0.0.9", fp=FP_KEY_B), start_ticks=9000, logged_at=BTIME + 90.2,
+                            spoke="lab-pc-2"))
+    fake.listen(7001, port=10001)
+    run.first_seen[(10001, "7001")] = BTIME + 10.5
+    for _round in range(5):
+        run.round()
+    assert len(parsed) == 1 and run.killed == []
+    replaced = tmp_path / "ports.json.new"
+    replaced.write_text(json.dumps({"version": 2, "spokes": {
+        "lab-pc-1": {"ports": {"ssh": 10000}, "keys": [KEY_A]},
+        "lab-pc-2": {"ports": {"ssh": 10001}, "keys": [KEY_B]}}}))
+    replaced.replace(tmp_path / "ports.json")
+    run.round()
+    assert len(parsed) == 2 and run.killed == [501] and "held by an older session" in run.logged[-1][1]
+
+
+def test_an_unreadable_registry_is_read_again_at_the_next_round(run, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(run, "cap", lambda sockets, spokes: seen.append(sorted(spokes)))
+    monkeypatch.setattr(run, "guard_round", lambda sockets, spokes: None)
+    registry = tmp_path / "ports.json"
+    text = registry.read_text()
+    registry.write_text("{not json")
+    run.round()
+    registry.write_text(text)
+    run.round()
+    assert seen == [[], ["lab-pc-1"]]
+
+
+def test_the_book_by_pid_answers_what_find_answers():
+    book = reaper.SessionBook("tunnel")
+    book.accepted(accepted(100, fp=FP_A), 0.0, everyone_alive)
+    book.accepted(accepted(200, fp=FP_B), 0.0, everyone_alive)
+    book.portless.add(300)
+    book.record(accepted(300, fp=FP_A, start_ticks=7))
+    index = book.by_pid()
+    assert sorted(index) == [100, 200, 300]
+    assert all(index[pid] is book.find(pid) for pid in index) and index[300].start_ticks == 7
+    assert book.find(400) is None and 400 not in index
