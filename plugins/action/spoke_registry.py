@@ -26,7 +26,11 @@ MODULE = "hubspoke.revtunnel.spoke_registry"
 def with_hub_paths(task_args, hostvars):
     """The task's arguments; with hub_paths, the paths it does not give are those of the hub it names (hub_paths)."""
     args = dict(task_args)
-    if not boolean(args.pop("hub_paths", False), strict=False):
+    try:
+        wanted = boolean(args.pop("hub_paths", False), strict=True)
+    except TypeError:
+        raise AnsibleActionFail(f"hub_paths must be true or false, got {task_args.get('hub_paths')!r}") from None
+    if not wanted:
         return args
     # The hub's own paths from its inventory, for a playbook that runs without the hub role (a key rotation).
     hub = args.get("hub")

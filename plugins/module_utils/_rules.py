@@ -362,7 +362,7 @@ def check_spoke(values):
                                   ("revtunnel_server_alive_count_max", 1, 1000, int),
                                   ("revtunnel_connect_timeout", 1, 600, int),
                                   ("revtunnel_restart_sec", 0, 3600, float),
-                                  ("revtunnel_retry_jitter_ms", 0, 600000, int),
+                                  ("revtunnel_retry_jitter_ms", 200, 600000, int),
                                   ("revtunnel_wait_timeout", 1, 3600, int),
                                   ("revtunnel_restart_delay", 0, 600, int)):
         _collect(errors, number, values.get(name), name, low, high, kind)

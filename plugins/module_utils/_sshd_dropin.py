@@ -21,6 +21,8 @@ from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _file_se
 
 # sshd_config(5): a keyword is letters only; a value is one word here (no space, quote, comment or escape).
 KEYWORD = re.compile(r"[A-Za-z]+")
+# Keywords that would change what the lines after them apply to, or read another file: never written by settings.
+SCOPING = {"match", "include"}
 WORD = re.compile(r"[^\s\"'#\\,]+")
 MODE = 0o644
 
@@ -48,6 +50,8 @@ def render(settings, comment=""):
     for keyword, value in settings.items():
         if not isinstance(keyword, str) or not KEYWORD.fullmatch(keyword):
             raise DropinError(f"settings: {keyword!r} is not an sshd keyword (letters only)")
+        if keyword.lower() in SCOPING:
+            raise DropinError(f"settings: {keyword} is not allowed (it would scope or include other lines)")
         words = list(value) if isinstance(value, (list, tuple)) else [value]
         if not words:
             raise DropinError(f"settings: {keyword} needs a value (a word, a number or a list of words)")
@@ -90,12 +94,18 @@ def _write(path, content, run, sshd, check_mode, want_diff, result, ids):
     try:
         changed, result.diffs = _file_set.apply([], [entry], check_mode=check_mode, want_diff=want_diff, run=run)
     except _file_set.FileSetError as exc:
-        raise DropinError(f"sshd rejected the configuration, so it was not applied and sshd was not reloaded: "
-                          f"{exc}") from None
+        raise DropinError(f"{path} was not applied and sshd was not reloaded: {exc}") from None
     result.changed = bool(changed)
-    if before == content or not result.changed or check_mode:
+    if check_mode:
         return result.changed and before != content
     rc, out, err = run([sshd, "-t"])
+    if before == content or not result.changed:
+        # Unchanged, yet checked: a refused drop-in that an interrupted run left in place must not pass as ok (sshd
+        # keeps running on its old configuration, and would not start at the next boot).
+        if rc != 0:
+            raise DropinError(f"sshd refuses its configuration as it is, with {path} unchanged; fix it before sshd "
+                              f"is restarted. sshd said: {_said(rc, out, err)}")
+        return result.changed and before != content
     if rc != 0:
         if before is None:
             _remove(path, False)
@@ -116,6 +126,8 @@ def apply(path, run, content=None, state="present", sshd="/usr/sbin/sshd", servi
     DropinResult.
     """
     result = DropinResult()
+    if not os.path.isabs(path):
+        raise DropinError(f"path {path!r} must be absolute (sshd reads its drop-ins from /etc/ssh/sshd_config.d)")
     if state == "absent":
         result.changed = rewritten = _remove(path, check_mode)
     else:

@@ -14,6 +14,8 @@ runs systemctl and journalctl. Nothing here knows Ansible.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 
 from ansible_collections.hubspoke.revtunnel.plugins.module_utils import _file_set
@@ -48,11 +50,34 @@ def _systemctl(run, unit, *argv):
                         f"{journal.strip() or '(nothing)'}")
 
 
+def newer_than_unit(found, paths, now=None, boot_offset=None):
+    """Whether one of PATHS changed after the unit FOUND (systemctl show) last started: a run cut short between
+    writing the files and the restart left it running its old configuration, and the next run must restart it."""
+    try:
+        since_boot = int(found.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+    except ValueError:
+        return False
+    if since_boot <= 0:
+        return False
+    now = time.time() if now is None else now
+    offset = now - time.monotonic() if boot_offset is None else boot_offset
+    started = offset + since_boot
+    for path in paths:
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            continue
+        # A file dated in the future (a clock step) would restart the unit at every run: only the past counts.
+        if started + 1.0 < mtime <= now:
+            return True
+    return False
+
+
 def apply_units(run, directories, files, units, state="present", restart=False, check_mode=False, want_diff=False):
     """The steps of the module docstring; a UnitResult. DIRECTORIES and FILES are _file_set entries, prepared."""
     result = UnitResult()
     rc, out, err = run(["systemctl", "show", "-p", "Id", "-p", "LoadState", "-p", "ActiveState", "-p",
-                        "UnitFileState", "-p", "NeedDaemonReload", *units])
+                        "UnitFileState", "-p", "NeedDaemonReload", "-p", "ActiveEnterTimestampMonotonic", *units])
     if rc != 0:
         raise UnitError(f"systemctl show {' '.join(units)} failed: {_said(rc, out, err)}")
     states = parse_show(out)
@@ -83,7 +108,7 @@ def apply_units(run, directories, files, units, state="present", restart=False, 
                 outcome["started"] = True
                 if not check_mode:
                     _systemctl(run, unit, "start", unit)
-            elif restart and changed:
+            elif restart and (changed or newer_than_unit(found, [f["path"] for f in files])):
                 outcome["restarted"] = True
                 if not check_mode:
                     _systemctl(run, unit, "restart", unit)

@@ -32,3 +32,10 @@ def test_without_hub_paths_the_arguments_pass_as_given():
 def test_hub_paths_needs_a_hub_of_the_inventory(hub):
     with pytest.raises(AnsibleActionFail, match="hub_paths needs hub"):
         with_hub_paths({"hub": hub, "hub_paths": True}, HOSTVARS)
+
+
+@pytest.mark.parametrize("value", ["ture", "maybe", 2, [True]])
+def test_a_mistyped_hub_paths_is_refused_not_read_as_false(value):
+    # Read as false, a rotation would write the default registry and key paths instead of the hub's.
+    with pytest.raises(AnsibleActionFail, match="hub_paths must be true or false"):
+        with_hub_paths({"hub": "hub-a", "hub_paths": value}, HOSTVARS)

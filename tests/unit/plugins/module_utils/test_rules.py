@@ -228,6 +228,13 @@ def test_a_spoke_state_other_than_present_or_absent_is_refused(value):
     assert len(errors) == 1 and "revtunnel_state" in errors[0], errors
 
 
+@pytest.mark.parametrize("value, refused", [(0, True), (199, True), (200, False), (600000, False)])
+def test_a_retry_jitter_below_200_ms_is_refused(value, refused):
+    # RestartSec is 0: the jitter alone spaces the attempts against a hub that refuses them.
+    errors = _rules.check_spoke({**SPOKE, "revtunnel_retry_jitter_ms": value})
+    assert bool(errors) is refused and all("revtunnel_retry_jitter_ms" in e for e in errors), errors
+
+
 SYSTEM_OK = "include=0\niptables=0\nports=32768\t60999\n"
 
 

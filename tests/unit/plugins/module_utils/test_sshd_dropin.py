@@ -59,14 +59,31 @@ def test_a_new_dropin_is_checked_alone_then_whole_and_sshd_reloads_once(lab):
     assert calls() == ["-t -f", "-t"] and commands == [["systemctl", "reload", "ssh"]]
     assert oct(dropin.stat().st_mode & 0o777) == "0o644"
     again = apply(str(dropin), run, b"MaxStartups 10\n", sshd=sshd, service="ssh", ids=ids)
-    assert not again.changed and not again.reloaded and len(commands) == 1 and calls() == ["-t -f", "-t"]
+    # A second run writes nothing and reloads nothing, but checks the whole configuration again.
+    assert not again.changed and not again.reloaded and len(commands) == 1 and calls() == ["-t -f", "-t", "-t"]
+
+
+def test_an_unchanged_dropin_that_sshd_refuses_is_an_error_not_ok(lab):
+    # An interrupted run can leave a refused drop-in in place: the next run, with the same content, must say so.
+    dropin, sshd, run, commands, _calls, ids = lab
+    dropin.write_bytes(b"Clash yes\n")
+    with pytest.raises(DropinError, match=r"sshd refuses its configuration as it is, with .*10-x.conf unchanged.*"
+                                          r"Clash: conflicting value"):
+        apply(str(dropin), run, b"Clash yes\n", sshd=sshd, service="ssh", ids=ids)
+    assert dropin.read_bytes() == b"Clash yes\n" and commands == []
+
+
+def test_a_relative_path_is_refused_before_anything_runs(lab):
+    _dropin, sshd, run, commands, calls, ids = lab
+    with pytest.raises(DropinError, match="must be absolute"):
+        apply("10-x.conf", run, b"MaxStartups 10\n", sshd=sshd, service="ssh", ids=ids)
+    assert calls() == [] and commands == []
 
 
 def test_a_content_sshd_refuses_alone_is_never_written(lab):
     dropin, sshd, run, commands, _calls, ids = lab
     dropin.write_bytes(b"MaxStartups 10\n")
-    with pytest.raises(DropinError, match=r"sshd rejected the configuration, so it was not applied "
-                                          r".*10-x.conf.*Bogus: bad"):
+    with pytest.raises(DropinError, match=r"10-x.conf was not applied and sshd was not reloaded: .*Bogus: bad"):
         apply(str(dropin), run, b"Bogus yes\n", sshd=sshd, service="ssh", ids=ids)
     assert dropin.read_bytes() == b"MaxStartups 10\n" and commands == []
     assert sorted(p.name for p in dropin.parent.iterdir()) == ["10-x.conf", "calls", "sshd"]
@@ -130,6 +147,7 @@ def test_settings_are_rendered_one_checked_word_each():
 @pytest.mark.parametrize("settings", [
     {"Port": "22\nPermitRootLogin yes"}, {"Port": "22 23"}, {"Port\nX": "1"}, {"Port": ["1", "2,3"]},
     {"Port": "'1'"}, {"Port": "#1"}, {"Port": []}, {"Port": True}, {"Port": None}, {}, {"Port": "a\\b"},
+    {"Match": "all"}, {"include": "/tmp/x.conf"},
 ])
 def test_settings_that_could_add_a_line_or_an_option_are_refused(settings):
     with pytest.raises(DropinError, match="settings"):

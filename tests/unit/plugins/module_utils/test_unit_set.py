@@ -8,8 +8,15 @@ reaper, local access limit)."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
-from ansible_collections.hubspoke.revtunnel.plugins.module_utils._unit_set import UnitError, apply_units
+from ansible_collections.hubspoke.revtunnel.plugins.module_utils._unit_set import (
+    UnitError,
+    apply_units,
+    newer_than_unit,
+)
 
 UNIT = "revtunnel-x.service"
 
@@ -87,3 +94,30 @@ def test_check_mode_reports_and_only_asks(tmp_path):
     result = apply_units(systemd, [], [unit_file(tmp_path)], [UNIT], check_mode=True)
     assert result.changed and result.reloaded and result.units[UNIT]["started"] and systemd.calls == []
     assert not (tmp_path / UNIT).exists()
+
+
+def test_a_restart_cut_short_by_an_interrupted_run_is_made_by_the_next_one(tmp_path):
+    # The files were written after the unit last started (the run died before the restart): nothing changes now,
+    # yet the unit still runs the old configuration, so restart asks for a restart.
+    entry = unit_file(tmp_path, b"[Service]\nX=2\n")
+    apply_units(Systemd(active="active", enabled="enabled"), [], [entry], [UNIT])
+    boot = time.time() - time.monotonic()
+    systemd = Systemd(active="active", enabled="enabled")
+    systemd.state["ActiveEnterTimestampMonotonic"] = str(int((time.monotonic() - 60) * 1e6))
+    result = apply_units(systemd, [], [entry], [UNIT], restart=True)
+    assert systemd.calls == [f"restart {UNIT}"] and result.units[UNIT]["restarted"]
+    # Started after the files were written: left alone, run after run.
+    systemd = Systemd(active="active", enabled="enabled")
+    systemd.state["ActiveEnterTimestampMonotonic"] = str(int((time.monotonic() + 5) * 1e6))
+    assert not apply_units(systemd, [], [entry], [UNIT], restart=True).changed and systemd.calls == []
+    assert newer_than_unit({"ActiveEnterTimestampMonotonic": "0"}, [entry["path"]]) is False
+    assert newer_than_unit({}, [entry["path"]], boot_offset=boot) is False
+
+
+def test_a_file_dated_in_the_future_never_restarts_the_unit(tmp_path):
+    path = tmp_path / UNIT
+    path.write_text("[Service]\n")
+    future = time.time() + 3600
+    os.utime(path, (future, future))
+    found = {"ActiveEnterTimestampMonotonic": str(int((time.monotonic() - 60) * 1e6))}
+    assert newer_than_unit(found, [str(path)]) is False
