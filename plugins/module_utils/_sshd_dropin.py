@@ -94,7 +94,8 @@ def _write(path, content, run, sshd, check_mode, want_diff, result, ids):
     try:
         changed, result.diffs = _file_set.apply([], [entry], check_mode=check_mode, want_diff=want_diff, run=run)
     except _file_set.FileSetError as exc:
-        raise DropinError(f"{path} was not applied and sshd was not reloaded: {exc}") from None
+        raise DropinError(f"sshd rejected the configuration, so it was not applied and sshd was not reloaded: "
+                          f"{exc}") from None
     result.changed = bool(changed)
     if check_mode:
         return result.changed and before != content

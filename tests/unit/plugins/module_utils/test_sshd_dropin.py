@@ -83,7 +83,8 @@ def test_a_relative_path_is_refused_before_anything_runs(lab):
 def test_a_content_sshd_refuses_alone_is_never_written(lab):
     dropin, sshd, run, commands, _calls, ids = lab
     dropin.write_bytes(b"MaxStartups 10\n")
-    with pytest.raises(DropinError, match=r"10-x.conf was not applied and sshd was not reloaded: .*Bogus: bad"):
+    with pytest.raises(DropinError, match=r"sshd rejected the configuration, so it was not applied "
+                                          r".*10-x.conf.*Bogus: bad"):
         apply(str(dropin), run, b"Bogus yes\n", sshd=sshd, service="ssh", ids=ids)
     assert dropin.read_bytes() == b"MaxStartups 10\n" and commands == []
     assert sorted(p.name for p in dropin.parent.iterdir()) == ["10-x.conf", "calls", "sshd"]
