@@ -25,59 +25,6 @@ description:
 author:
   - hubspoke.revtunnel developers (@hubspoke)
 options:
-  directories:
-    description: Directories to make or mend first, as in M(hubspoke.revtunnel.file_set).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path:
-        description: Absolute path of the directory.
-        type: path
-        required: true
-      mode:
-        description: Octal mode as a string.
-        type: str
-      owner:
-        description: Account that owns the directory.
-        type: str
-      group:
-        description: Group of the directory.
-        type: str
-  files:
-    description: The service's files, as in M(hubspoke.revtunnel.file_set).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path:
-        description: Absolute path of the file.
-        type: path
-        required: true
-      content:
-        description: What the file holds (UTF-8).
-        type: str
-      content_base64:
-        description: What the file holds, base64-encoded.
-        type: str
-      mode:
-        description: Octal mode as a string.
-        type: str
-        default: "0644"
-      owner:
-        description: Account that owns the file.
-        type: str
-      group:
-        description: Group of the file.
-        type: str
-      validate:
-        description: Command that checks a new content, with V(%s) in the place of the file.
-        type: str
-      state:
-        description: V(absent) removes the file.
-        type: str
-        choices: [present, absent]
-        default: present
   units:
     description: The systemd units to run, or to stop, for example V(revtunnel-metrics.timer).
     type: list
@@ -104,6 +51,7 @@ notes:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - hubspoke.revtunnel._attributes
+  - hubspoke.revtunnel._file_entries
 """
 
 EXAMPLES = r"""
