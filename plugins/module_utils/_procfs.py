@@ -301,26 +301,11 @@ class Proc:
 
     def start_ticks(self, pid: int) -> int | None:
         """Field 22 of /proc/PID/stat (start time since boot, in clock ticks), or None if gone."""
-        fields = self._stat_fields(pid)
         try:
-            return int(fields[19])
-        except (IndexError, ValueError, TypeError):
-            return None
-
-    def parent(self, pid: int) -> int | None:
-        fields = self._stat_fields(pid)
-        try:
-            return int(fields[1])
-        except (IndexError, ValueError, TypeError):
-            return None
-
-    def _stat_fields(self, pid: int) -> list[str] | None:
-        try:
-            stat = (self.root / str(pid) / "stat").read_text()
+            parsed = parse_stat((self.root / str(pid) / "stat").read_bytes())
         except OSError:
             return None
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        return stat[stat.rfind(")") + 2:].split()
+        return parsed[1] if parsed else None
 
     def boot_time(self) -> int | None:
         """The kernel's boot time (btime of /proc/stat, wall-clock seconds), or None when it cannot be read.
@@ -372,28 +357,11 @@ class Proc:
         uids = self.uids(pid)
         return bool(uids) and all(u == 0 for u in uids)
 
-    def tunnel_monitors(self, user: str) -> list[int]:
-        """Every live monitor of a session of USER."""
-        pids = []
-        for entry in self._pids():
-            if self.is_tunnel_monitor(entry, user):
-                pids.append(entry)
-        return pids
-
     def _pids(self) -> list[int]:
         try:
             return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
         except OSError:
             return []
-
-    def children(self) -> dict[int, list[int]]:
-        """{parent pid: [child pids]} of every process, read once per look."""
-        found: dict[int, list[int]] = {}
-        for pid in self._pids():
-            parent = self.parent(pid)
-            if parent is not None:
-                found.setdefault(parent, []).append(pid)
-        return found
 
     def processes(self) -> dict[int, tuple[int, int, str]]:
         """{pid: (parent pid, start ticks, command name)} of every process: one read of each one's stat."""
@@ -481,13 +449,6 @@ class Proc:
         """The inodes of every listening TCP socket of this network namespace."""
         paths = (str(self.root / "net" / "tcp"), str(self.root / "net" / "tcp6"))
         return {int(s.inode) for socks in listeners(paths).values() for s in socks if s.inode.isdigit()}
-
-    def holds_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> bool:
-        """Whether the session of MONITOR (it or its children) holds a listening socket.
-
-        Raises PermissionError when the fds of the session's unprivileged child cannot be read.
-        """
-        return self.held_listener(monitor, listening, children) is not None
 
     def held_listener(self, monitor: int, listening: set[int], children: dict[int, list[int]]) -> int | None:
         """The inode of a listening socket the session of MONITOR (it or its children) holds, or None.
