@@ -11,8 +11,9 @@ the reaper's book knowing every session. --idle of the sessions hold no listener
 codes end them at every round (nothing is signalled here), and the bench checks that they end the same pids and
 log the same lines.
 
-The same process times the code of this checkout and the code of --before (a git ref, default main), loaded from
-`git show` into throwaway modules, round after round on the same tree, and prints ms per round and the ratio.
+The same process times the code of this checkout and the code of --before (a git ref, default d633459, the last
+before the one-pass look), loaded from `git show` into throwaway modules, round after round on the same tree,
+and prints ms per round and the ratio.
 No Docker, no root: run it anywhere, e.g. `python bench/reaper_look.py --sessions 1000 --rounds 20`.
 """
 
@@ -149,7 +150,8 @@ def main(argv=None):
     parser.add_argument("--others", type=int, default=40, help="processes that are not sshd")
     parser.add_argument("--idle", type=int, default=5, help="sessions without a listener, past the grace")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--before", default="main", help="the git ref to compare with")
+    # The reaper's last code before its one-pass look (main is the look itself since it was merged).
+    parser.add_argument("--before", default="d633459", help="the git ref to compare with (default d633459)")
     args = parser.parse_args(argv)
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     scratch = Path(tempfile.mkdtemp(prefix="reaper-look-", dir=base))
