@@ -106,7 +106,7 @@ def _write(path, content, run, sshd, check_mode, want_diff, result, ids):
         if rc != 0:
             raise DropinError(f"sshd refuses its configuration as it is, with {path} unchanged; fix it before sshd "
                               f"is restarted. sshd said: {_said(rc, out, err)}")
-        return result.changed and before != content
+        return False
     if rc != 0:
         if before is None:
             _remove(path, False)
