@@ -89,7 +89,9 @@ def apply_units(run, directories, files, units, state="present", restart=False, 
                     found.get("ActiveState") in RUNNING or found.get("UnitFileState") == "enabled"):
                 outcomes[unit]["stopped"] = True
                 if not check_mode:
-                    _systemctl(run, unit, "disable", "--now", unit)
+                    # A static unit (a timer's service) has nothing to disable: it is only stopped.
+                    _systemctl(run, unit, *(("disable", "--now") if found.get("UnitFileState") == "enabled"
+                                            else ("stop",)), unit)
     changed, result.diffs = _file_set.apply(directories, files, check_mode=check_mode, want_diff=want_diff, run=run)
     result.changed_paths = changed
     unread = any(states.get(unit, {}).get("NeedDaemonReload") == "yes" for unit in units)

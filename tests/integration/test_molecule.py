@@ -20,5 +20,9 @@ def test_molecule_scenario(scenario):
     with log.open("w") as out:
         proc = subprocess.run([Path(sys.executable).parent / "molecule", "test", "-s", scenario], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-120:])
+    lines = log.read_text(errors="replace").splitlines()
+    # The destroy step fills the tail, and CI keeps only the report: the failures come first, then the last lines.
+    marks = ("FAILED ", "E   ", "fatal:", "ERROR ")
+    failures = [line for line in lines if line.startswith(marks) or "AssertionError" in line]
+    tail = "\n".join(failures[-60:] + ["[...]"] + lines[-60:])
     assert proc.returncode == 0, f"molecule test -s {scenario} failed (full log: {log}):\n{tail}"

@@ -89,6 +89,17 @@ def test_absent_stops_the_unit_while_its_file_is_there_then_removes_it(tmp_path)
     assert gone.calls == []
 
 
+def test_absent_stops_a_running_static_unit_that_has_nothing_to_disable(tmp_path):
+    # A timer's service mid-run: stopping the timer leaves it running, and it would write its output again after
+    # the files went (the day2 lab saw revtunnel.prom come back).
+    systemd = Systemd(active="activating", enabled="static")
+    result = apply_units(systemd, [], [unit_file(tmp_path, state="absent")], [UNIT], state="absent")
+    assert systemd.calls == [f"stop {UNIT}"] and result.units[UNIT]["stopped"]
+    idle = Systemd(active="inactive", enabled="static")
+    apply_units(idle, [], [unit_file(tmp_path, state="absent")], [UNIT], state="absent")
+    assert idle.calls == []
+
+
 def test_check_mode_reports_and_only_asks(tmp_path):
     systemd = Systemd(loaded="not-found", enabled="")
     result = apply_units(systemd, [], [unit_file(tmp_path)], [UNIT], check_mode=True)
