@@ -220,11 +220,24 @@ def start_holder(spoke, hub, port, tag, limit):
     return files
 
 
+METRICS_TIMER = "revtunnel-metrics.timer"
+
+
+def pause_metrics(hub):
+    """Stop the hub's metrics timer if it runs (True: start it again after the cut). It reads every port every 30 s,
+    which queues data on a cut session: any cut of 30 s or more would be a busy one (see busy_cut)."""
+    if sh(hub, f"systemctl is-active {METRICS_TIMER} || true") != "active":
+        return False
+    sh(hub, f"systemctl stop {METRICS_TIMER}")
+    return True
+
+
 def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=120.0):
     """Cut the link for SECONDS with a connection open through the tunnel; does that connection carry on?
 
     Returns the seconds from the link's return until the spoke's sshd answered on the same connection, or
-    None when the connection was lost (or did not answer within LIMIT s). The cut drops packets on the
+    None when the connection was lost (or did not answer within LIMIT s). The cut is a quiet one: the hub's metrics
+    timer is paused meanwhile (a busy cut gives the port to a new session: busy_cut). The cut drops packets on the
     spoke, both directions: its kernel knows it could not send and resumes at once when the hub speaks.
     With FAR only what comes from the hub is dropped: the spoke's packets leave and are lost further on,
     as on a broken uplink, and both ends wait for TCP's retransmission backoff.
@@ -232,10 +245,13 @@ def survive_cut(spoke, hub, hub_address, port, seconds, tag, far=False, limit=12
     files = start_holder(spoke, hub, port, tag, limit)
     if sh(hub, f"cat {files[2]} 2>/dev/null || true"):
         raise RuntimeError(f"connection through {spoke}'s tunnel failed: {sh(hub, f'cat {files[2]}')}")
+    paused = pause_metrics(hub)
     _block(spoke, hub_address, "-I", far)
     time.sleep(seconds)  # the fault itself, not an assertion
     _block(spoke, hub_address, "-D", far)
     back = time.time()
+    if paused:
+        sh(hub, f"systemctl start {METRICS_TIMER}")
     sh(hub, f"echo {back} >{files[1]}")
     end = back + limit + 10
     while time.time() < end:
@@ -256,10 +272,7 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
     a busy one.
     """
     files = start_holder(spoke, hub, port, tag, limit)
-    timer = "revtunnel-metrics.timer"
-    paused = not probe_every and sh(hub, f"systemctl is-active {timer} || true") == "active"
-    if paused:
-        sh(hub, f"systemctl stop {timer}")
+    paused = not probe_every and pause_metrics(hub)
     prober = f"/tmp/prober-{tag}.pid"
     if probe_every:
         docker("exec", "-d", hub, "python3", "-c", PROBER, str(seconds + 10), str(port), str(probe_every), prober)
@@ -271,7 +284,7 @@ def busy_cut(spoke, hub, hub_address, port, seconds, tag, probe_every=5.0, limit
         # The reads end with the cut: one after it would be a fresh connection, and one in a later cut a busy one.
         sh(hub, f"kill $(cat {prober}) 2>/dev/null; rm -f {prober}", check=False)
     if paused:
-        sh(hub, f"systemctl start {timer}")
+        sh(hub, f"systemctl start {METRICS_TIMER}")
     sh(hub, f"echo {back} >{files[1]}")
     fresh = time_to_banner(hub, port, back, limit)
     end = back + limit + 10

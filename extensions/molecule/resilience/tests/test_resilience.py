@@ -209,43 +209,10 @@ def test_a_connection_through_the_tunnel_survives_a_30_s_cut():
         assert faults.main_pid(spoke, UNIT) == before[spoke], (spoke, journals())
 
 
-@pytest.mark.parametrize("seconds", [20, 120])
-def test_link_cut_then_restored_with_the_same_or_a_new_address(seconds):
-    """spoke-12 comes back with its address, spoke-13 with a new one; the hub keeps hitting both ports."""
-    same, moved = SPOKES
-    hub_address = faults.address(HUB, NETWORK)
-    port = ports()
-    new_address = next(NEW_ADDRESSES)
-    session = faults.main_pid(same, UNIT)
-
-    def cut(spoke):
-        return faults.cut_link(spoke, hub_address, seconds, network=NETWORK,
-                               new_address=new_address if spoke == moved else None, hub=HUB,
-                               port=port[spoke]["ssh"])
-
-    lives_on = seconds + 10 < settings(same)["S"]
-    took = recover("cut_link", lambda: both(cut),
-                   kinds={same: f"cut_link_{'same' if lives_on else 'outlived'}_{seconds}"})
-    assert took[moved] <= MOVED_TARGET, (moved, took[moved], journals())
-    assert faults.address(moved, NETWORK) == new_address
-    if lives_on:
-        # Same address, well within ssh's own limit: the session lived on, nothing was restarted.
-        assert faults.main_pid(same, UNIT) == session, journals()
-    # The watchdog said why it ended the moved spoke's session (a 120 s cut outlasts ssh's own limit).
-    if seconds < settings(moved)["S"]:
-        watch_log = faults.sh(moved, f"journalctl -u {UNIT} --since -{seconds + 60}s --no-pager -o cat")
-        assert "no longer has the session's address" in watch_log, watch_log[-3000:]
-    # The stale session of the moved spoke was ended by the reaper (ClientAlive never fired: the hub kept
-    # connecting to the port), and it is gone.
-    reaper_log = faults.sh(HUB, "journalctl -u revtunnel-reaper --since -5min --no-pager -o cat")
-    replaced = re.search(rf"new session from {re.escape(new_address)} port \d+ \(pid \d+\) replaces "
-                         r"\S+ port \d+ \(pid (\d+)\)", reaper_log)
-    assert replaced, reaper_log
-    assert faults.sh(HUB, f"test -d /proc/{replaced.group(1)} && echo alive || echo gone") == "gone"
-
-
-# A fresh connection through the tunnel after a busy cut of a minute (the hub read the port every 5 s meanwhile).
 BUSY_TARGET = 5.0
+# The busy and quiet cuts come before the link cuts: a spoke that comes back with a new address is replaced on
+# the hub, and the reaper stops replacing a key after 3 replacements in 300 s (two machines behind one NAT
+# sharing it, docs/resilience.md). The busy cut needs one; run after the moved spoke's two it would be the third.
 
 
 def test_a_busy_60_s_cut_is_over_within_5_s_of_the_links_return():
@@ -293,6 +260,42 @@ def test_a_quiet_60_s_cut_keeps_the_held_connection():
         assert faults.main_pid(spoke, UNIT) == before[spoke], (spoke, "the session was replaced", journals())
 
 
+@pytest.mark.parametrize("seconds", [20, 120])
+def test_link_cut_then_restored_with_the_same_or_a_new_address(seconds):
+    """spoke-12 comes back with its address, spoke-13 with a new one; the hub keeps hitting both ports."""
+    same, moved = SPOKES
+    hub_address = faults.address(HUB, NETWORK)
+    port = ports()
+    new_address = next(NEW_ADDRESSES)
+    session = faults.main_pid(same, UNIT)
+
+    def cut(spoke):
+        return faults.cut_link(spoke, hub_address, seconds, network=NETWORK,
+                               new_address=new_address if spoke == moved else None, hub=HUB,
+                               port=port[spoke]["ssh"])
+
+    lives_on = seconds + 10 < settings(same)["S"]
+    took = recover("cut_link", lambda: both(cut),
+                   kinds={same: f"cut_link_{'same' if lives_on else 'outlived'}_{seconds}"})
+    assert took[moved] <= MOVED_TARGET, (moved, took[moved], journals())
+    assert faults.address(moved, NETWORK) == new_address
+    if lives_on:
+        # Same address, well within ssh's own limit: the session lived on, nothing was restarted.
+        assert faults.main_pid(same, UNIT) == session, journals()
+    # The watchdog said why it ended the moved spoke's session (a 120 s cut outlasts ssh's own limit).
+    if seconds < settings(moved)["S"]:
+        watch_log = faults.sh(moved, f"journalctl -u {UNIT} --since -{seconds + 60}s --no-pager -o cat")
+        assert "no longer has the session's address" in watch_log, watch_log[-3000:]
+    # The stale session of the moved spoke was ended by the reaper (ClientAlive never fired: the hub kept
+    # connecting to the port), and it is gone.
+    reaper_log = faults.sh(HUB, "journalctl -u revtunnel-reaper --since -5min --no-pager -o cat")
+    replaced = re.search(rf"new session from {re.escape(new_address)} port \d+ \(pid \d+\) replaces "
+                         r"\S+ port \d+ \(pid (\d+)\)", reaper_log)
+    assert replaced, reaper_log
+    assert faults.sh(HUB, f"test -d /proc/{replaced.group(1)} && echo alive || echo gone") == "gone"
+
+
+# A fresh connection through the tunnel after a busy cut of a minute (the hub read the port every 5 s meanwhile).
 def test_spoke_reboot():
     recover("reboot_spoke", lambda: both(faults.reboot_spoke))
 
