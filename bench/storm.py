@@ -26,8 +26,9 @@ at rest: memory and file descriptors of the sshd processes per tunnel, the hub's
 reaper's CPU per round of its session cap and per journal line, and the metrics timer's CPU per round.
 
 Variants: `ours` (the roles' defaults) and any mix of `maxstartups=START:RATE:FULL`, `persource=N|none`,
-`jitter=SECONDS` joined by `+` (e.g. `persource=100+jitter=5`); `maxstartups-default` (sshd's 10:30:100)
-and `no-jitter` are shorthands.
+`jitter=SECONDS` and `kex=ALGORITHM` (the clients' key exchange, e.g. `kex=curve25519-sha256`: what the clients'
+post-quantum key generation costs the shared cores) joined by `+` (e.g. `persource=100+jitter=5`);
+`maxstartups-default` (sshd's 10:30:100) and `no-jitter` are shorthands.
 
 Run after `make lab`:  python bench/storm.py [--spokes 1000] [--restarts 3] [--variants ours,persource=none]
 """
@@ -55,7 +56,8 @@ FIRST_PORT = 10100
 BANNER_PORT = 2222
 DEFAULT_VARIANTS = ("ours", "maxstartups-default", "no-jitter")
 SHORTHANDS = {"maxstartups-default": "maxstartups=10:30:100", "no-jitter": "jitter=0"}
-SETTINGS = {"maxstartups": r"\d+(:\d+:\d+)?", "persource": r"\d+|none", "jitter": r"\d+(\.\d+)?"}
+SETTINGS = {"maxstartups": r"\d+(:\d+:\d+)?", "persource": r"\d+|none", "jitter": r"\d+(\.\d+)?",
+            "kex": r"[a-z0-9@.-]+"}
 DROPIN = "/etc/ssh/sshd_config.d/10-revtunnel.conf"
 QUIET_SECONDS = 60
 REAPER_EVERY = 1.0  # revtunnel-reaper's --cap-every default: one look a second at the sessions and the guard
@@ -65,6 +67,7 @@ REAPER_EVERY = 1.0  # revtunnel-reaper's --cap-every default: one look a second 
 SWARM = r"""
 import asyncio, glob, os, random, sys, time
 restart, jitter, ramp = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+kex = ["-o", "KexAlgorithms=" + sys.argv[4]] if len(sys.argv) > 4 else []
 attempts = 0
 
 async def tunnel(config):
@@ -79,7 +82,7 @@ async def tunnel(config):
         attempts += 1
         proc = await asyncio.create_subprocess_exec(
             "setpriv", "--reuid=revtunnel", "--regid=revtunnel", "--init-groups",
-            "ssh", "-F", config, "-E", "/dev/null", "-NT", "revtunnel-hub")
+            "ssh", "-F", config, "-E", "/dev/null", *kex, "-NT", "revtunnel-hub")
         await proc.wait()
         # A client that ran a while had its tunnel: the next attempt goes at once, as in the unit.
         failed = time.monotonic() - started < 3
@@ -198,8 +201,9 @@ chown -R revtunnel:revtunnel /var/lib/revtunnel/keys
     return ports, took
 
 
-def start_swarm(jitter, count):
-    """(Re)start the supervisor of COUNT simulated spokes, with the unit's RestartSec and JITTER seconds."""
+def start_swarm(jitter, count, kex=None):
+    """(Re)start the supervisor of COUNT simulated spokes, with the unit's RestartSec and JITTER seconds (and the
+    clients' key exchange KEX instead of ssh's default)."""
     # The supervisor runs in its own process group: end it and its clients by that group's id.
     faults.sh(SPOKE, "[ -s /root/swarm.pid ] && kill -- -$(cat /root/swarm.pid); rm -f /root/swarm.pid; true",
               check=False)
@@ -212,7 +216,7 @@ def start_swarm(jitter, count):
     exec_input(SPOKE, "cat >/root/banner.py", BANNER.replace("BANNER_PORT", str(BANNER_PORT)))
     faults.sh(SPOKE, "[ -s /root/banner.pid ] && kill -0 $(cat /root/banner.pid) 2>/dev/null || { setsid "
                      "python3 /root/banner.py </dev/null >/root/banner.log 2>&1 & echo $! >/root/banner.pid; }")
-    faults.sh(SPOKE, f"setsid python3 /root/swarm.py {restart_s} {jitter} {count / 20} </dev/null "
+    faults.sh(SPOKE, f"setsid python3 /root/swarm.py {restart_s} {jitter} {count / 20} {kex or ''} </dev/null "
                      ">/root/swarm.log 2>&1 & "
                      "echo $! >/root/swarm.pid")
     return restart_s, jitter
@@ -230,8 +234,8 @@ def parse_variant(text):
             continue
         key, _sep, value = part.partition("=")
         if key not in SETTINGS or not re.fullmatch(SETTINGS[key], value):
-            raise argparse.ArgumentTypeError(f"variant {text!r}: {part!r} is not maxstartups=S:R:F, persource=N|none "
-                                             "or jitter=SECONDS")
+            raise argparse.ArgumentTypeError(f"variant {text!r}: {part!r} is not maxstartups=S:R:F, persource=N|none, "
+                                             "jitter=SECONDS or kex=ALGORITHM")
         settings[key] = float(value) if key == "jitter" else value
     return settings
 
@@ -243,8 +247,8 @@ def set_variant(settings, count):
     script = " && ".join(f"sed -i 's/^{key} .*/{key} {value}/' {DROPIN}" for key, value in edits.items() if value)
     if script:
         faults.sh(HUB, f"{script} && sshd -t && systemctl reload ssh")
-    if "jitter" in settings:
-        start_swarm(settings["jitter"], count)
+    if "jitter" in settings or "kex" in settings:
+        start_swarm(settings.get("jitter"), count, settings.get("kex"))
         up = _lab.all_up(HUB, ports_of(count), time.time(), 900)
         if up["up"] != up["all"]:
             sys.exit(f"only {up['up']} of {up['all']} tunnels came back after the swarm's restart")
@@ -253,7 +257,7 @@ def set_variant(settings, count):
     def restore():
         faults.sh(HUB, " && ".join(f"sed -i 's/^{key} .*/{line}/' {DROPIN}" for key, line in current.items())
                   + " && systemctl reload ssh")
-        if "jitter" in settings:
+        if "jitter" in settings or "kex" in settings:
             start_swarm(None, count)
     return lines, restore
 
@@ -470,7 +474,8 @@ def main():
         for variant in variants:
             lines, restore = set_variant(settings[variant], len(ports))
             described = f"{lines['MaxStartups']} / {lines['PerSourceMaxStartups']}" + (
-                f", jitter {settings[variant]['jitter']:g} s" if "jitter" in settings[variant] else "")
+                f", jitter {settings[variant]['jitter']:g} s" if "jitter" in settings[variant] else "") + (
+                f", clients' kex {settings[variant]['kex']}" if "kex" in settings[variant] else "")
             try:
                 for n in range(args.restarts):
                     result = storm(ports, args.timeout)

@@ -156,15 +156,16 @@ def test_many_tunnels_are_waited_for_at_once_each_with_its_own_timeout():
         start = time.monotonic()
         found = probe.wait_for_tunnels([
             {"name": "pc-a", "port": port_a, "timeout": 5},
-            {"name": "pc-b", "port": port_b, "timeout": 1.2},   # bound, but leads nowhere
-            {"name": "pc-c", "port": free_port, "timeout": 1.2},
+            {"name": "pc-b", "port": port_b, "timeout": 2.0},   # bound, but leads nowhere
+            {"name": "pc-c", "port": free_port, "timeout": 2.0},
         ], interval=0.2)
         took = time.monotonic() - start
     assert found["pc-a"][0].up and found["pc-a"][0].detail == "SSH-2.0-a" and found["pc-a"][1]
     assert not found["pc-b"][0].up and "banner" in found["pc-b"][0].detail
     assert not found["pc-c"][0].up and found["pc-c"][0].detail == "nothing listens on the port"
-    # in parallel: the two failures share their 1.2 s instead of adding up, and the good one does not wait for them
-    assert took < 2.4 and found["pc-a"][0].seconds < 1.0
+    # in parallel: the two failures share their 2 s instead of adding up to 4 (the margin is for a loaded machine),
+    # and the good one does not wait for them
+    assert took < 4.0 and found["pc-a"][0].seconds < 1.5
 
 
 def test_the_batch_waits_for_a_new_session_where_a_restart_replaces_one():
